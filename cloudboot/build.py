@@ -1,0 +1,205 @@
+"""`cloudboot build`: kernel + initramfs + stub → UKI → hybrid boot.iso."""
+
+from __future__ import annotations
+
+import io
+import shlex
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cloudboot import debpkg, uki
+from cloudboot.arch import Arch
+from cloudboot.fsutil import atomic_output
+from cloudboot.media import cpio, gpt, iso
+from cloudboot.media.fat import FatBuilder, geometry
+from cloudboot.media.timestamps import build_time
+
+EMBEDDED_PLAN_PATH = "etc/cloud-boot/plan.hcl"
+# Consoles the bootstrap kernel logs to when the caller names none; init writes its events
+# to every console it finds regardless.
+DEFAULT_CONSOLES = {
+    "x86_64": "console=tty0 console=ttyS0,115200",
+    "aarch64": "console=tty0 console=ttyAMA0,115200",
+    "riscv64": "console=tty0 console=ttyS0,115200",
+    "loongarch64": "console=tty0 console=ttyS0,115200",
+    "armv7": "console=tty0 console=ttyAMA0,115200",
+}
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+@dataclass
+class BuildRequest:
+    arch: Arch
+    output: Path | None = Path("boot.iso")
+    kernel: Path | None = None
+    initramfs: Path | None = None
+    stub: Path | None = None
+    cmdline: str | None = None
+    plan: str | None = None
+    plan_file: Path | None = None
+    target: str | None = None
+    exit: str | None = None
+    uki_path: Path | None = None
+
+
+@dataclass
+class BuildResult:
+    iso: Path | None
+    uki: Path | None
+    uki_size: int
+    iso_size: int
+    cmdline: str
+    notes: list[str] = field(default_factory=list)
+
+
+def compose_cmdline(req: BuildRequest) -> str:
+    """The UKI's .cmdline: the caller's text plus the cloudboot.* keys the flags stand for."""
+    parts: list[str] = []
+    base = req.cmdline if req.cmdline is not None else ""
+    if "console=" not in base:
+        parts.append(DEFAULT_CONSOLES[req.arch.name])
+    if base:
+        parts.append(base)
+    if req.plan:
+        parts.append(f"cloudboot.plan={_quote(req.plan)}")
+    if req.target:
+        parts.append(f"cloudboot.target={_quote(req.target)}")
+    if req.exit:
+        if req.exit not in ("kexec", "reboot"):
+            raise BuildError(f"--exit {req.exit!r}: expected kexec or reboot")
+        parts.append(f"cloudboot.exit={req.exit}")
+    return " ".join(parts)
+
+
+def _quote(value: str) -> str:
+    if any(c.isspace() for c in value):
+        if '"' in value:
+            raise BuildError(f"value {value!r} holds both spaces and a double quote")
+        return f'"{value}"'
+    return value
+
+
+def default_kernel(arch: Arch) -> Path:
+    root = debpkg.unpacked(arch.kernel_package, arch.debian)
+    kernels = sorted((root / "boot").glob("vmlinuz-*"))
+    if not kernels:
+        raise BuildError(f"no /boot/vmlinuz-* in {arch.kernel_package} ({root})")
+    return kernels[-1]
+
+
+def default_stub(arch: Arch) -> Path:
+    root = debpkg.unpacked("systemd-boot-efi", arch.debian)
+    stub = root / "usr/lib/systemd/boot/efi" / arch.stub_file
+    if not stub.exists():
+        raise BuildError(f"systemd-boot-efi for {arch.debian} has no {arch.stub_file}")
+    return stub
+
+
+def default_initramfs(arch: Arch, plan_file: Path | None) -> Path:
+    try:
+        from cloudboot.initramfs import builder
+    except ImportError as e:  # pragma: no cover - the builder ships with the package
+        raise BuildError(f"no --initramfs given and the initramfs builder is missing: {e}")
+    return builder.default_initramfs(arch)
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise BuildError(f"{what} {path}: no such file") from None
+    except IsADirectoryError:
+        raise BuildError(f"{what} {path}: is a directory") from None
+    except PermissionError:
+        raise BuildError(f"{what} {path}: permission denied") from None
+
+
+def plan_overlay(plan_file: Path) -> bytes:
+    """A small uncompressed cpio appended to the initramfs carrying the embedded plan.
+
+    The kernel unpacks concatenated archives in order, so no rebuild of the base is needed.
+    """
+    data = _read(plan_file, "--plan-file")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BuildError(f"--plan-file {plan_file}: not UTF-8 text") from None
+    buf = io.BytesIO()
+    cpio.write(buf, cpio.with_parents([cpio.Entry.file(EMBEDDED_PLAN_PATH, data)]))
+    return buf.getvalue()
+
+
+def kernel_release(kernel_path: Path, kernel: bytes) -> str | None:
+    """uname -r from a Debian-style file name (vmlinuz-<release>), if it has one."""
+    name = kernel_path.name
+    for prefix in ("vmlinuz-", "Image-", "vmlinux-"):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return None
+
+
+def esp_image(arch: Arch, uki_bytes: bytes, timestamp) -> bytes:  # type: ignore[no-untyped-def]
+    """A FAT image just large enough for the UKI (FAT16; FAT32 only when too big for 16)."""
+    fat = FatBuilder()
+    fat.add_file(f"EFI/BOOT/{arch.efi_boot_file}", uki_bytes)
+    mib = 1024 * 1024
+    size = max(4 * mib, -(-(len(uki_bytes) * 103 // 100 + mib) // mib) * mib)
+    bits = 16
+    try:
+        geometry(size, 16)
+    except ValueError:
+        bits = 32
+        size = max(size, 40 * mib)
+    out = io.BytesIO()
+    out.truncate(size)
+    fat.write(out, 0, size, fat_bits=bits, label="CLOUDBOOT",
+              volume_id=zlib.crc32(uki_bytes[:65536]), timestamp=timestamp)
+    data = out.getvalue()
+    return data.ljust(size, b"\0")
+
+
+def build(req: BuildRequest) -> BuildResult:
+    arch = req.arch
+    kernel_path = req.kernel or default_kernel(arch)
+    kernel = _read(kernel_path, "--kernel")
+    stub_path = req.stub or default_stub(arch)
+    stub = _read(stub_path, "--stub")
+    initrd_path = req.initramfs or default_initramfs(arch, req.plan_file)
+    initrd = _read(initrd_path, "--initramfs")
+    if req.plan_file:
+        initrd = initrd + b"\0" * (-len(initrd) % 4) + plan_overlay(req.plan_file)
+    cmdline = compose_cmdline(req)
+    from cloudboot import __version__
+
+    try:
+        image = uki.assemble(
+            uki.UKIParts(stub=stub, linux=kernel, initrd=initrd, cmdline=cmdline,
+                         osrel=uki.osrel_text(version=__version__),
+                         uname=kernel_release(kernel_path, kernel)),
+            arch,
+        )
+    except uki.UKIError as e:
+        raise BuildError(f"{kernel_path if 'kernel' in str(e) else stub_path}: {e}") from None
+    ts = build_time()
+    iso_size = 0
+    if req.uki_path:
+        with atomic_output(req.uki_path) as tmp:
+            tmp.write_bytes(image)
+    if req.output:
+        esp = esp_image(arch, image, ts)
+        digest = f"{zlib.crc32(image):08x}"
+        with atomic_output(req.output) as tmp, open(tmp, "r+b") as out:
+            iso_size = iso.write_hybrid(
+                out, io.BytesIO(esp), len(esp), volume_id="CLOUDBOOT", timestamp=ts,
+                disk_guid=gpt.stable_guid(f"iso-disk:{digest}"),
+                esp_guid=gpt.stable_guid(f"iso-esp:{digest}"),
+            )
+    return BuildResult(req.output, req.uki_path, len(image), iso_size, cmdline)
+
+
+def describe_cmdline(cmdline: str) -> list[str]:
+    return shlex.split(cmdline)
