@@ -20,8 +20,11 @@ def atomic_output(path: Path, mode: int = 0o644) -> Iterator[Path]:
     if not directory.is_dir():
         raise OSError(f"{path}: directory {directory} does not exist")
     if not os.access(directory, os.W_OK):
-        raise OSError(f"{path}: directory {directory} is not writable")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=directory)
+        raise OSError(f"{path}: cannot write in {directory}: permission denied")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=directory)
+    except OSError as e:
+        raise OSError(f"{path}: cannot write in {directory}: {e.strerror}") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -71,11 +71,13 @@ def geometry(size_bytes: int, fat_bits: int) -> Geometry:
     reserved, root_entries = (32, 0) if fat_bits == 32 else (4, 512)
     for spc in (1, 2, 4, 8, 16, 32, 64, 128):
         # Iterate the FAT size to a fixed point: it must cover every data cluster.
+        # Grow the FAT until it covers every data cluster (it may end a sector larger than
+        # strictly needed, which is allowed).
         fat_sectors = 1
-        for _ in range(8):
+        while True:
             g = Geometry(fat_bits, total, spc, reserved, fat_sectors, root_entries)
             need = -(-((g.clusters + 2) * fat_bits // 8) // SECTOR)
-            if need == fat_sectors:
+            if need <= fat_sectors:
                 break
             fat_sectors = need
         g = Geometry(fat_bits, total, spc, reserved, fat_sectors, root_entries)

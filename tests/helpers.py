@@ -1,0 +1,57 @@
+"""Shared test helpers: real artefacts from the Debian packages cached by cloudboot."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cloudboot.arch import Arch, get_arch
+from cloudboot.media import cpio
+
+MARKER = "CLOUDBOOT-TEST-MARKER"
+
+
+def need_tools(*tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"missing tools: {', '.join(missing)} (run the README set-up)")
+
+
+def debian_kernel(arch: Arch | None = None) -> Path:
+    from cloudboot.build import default_kernel
+
+    return default_kernel(arch or get_arch("x86_64"))
+
+
+def debian_stub(arch: Arch | None = None) -> Path:
+    from cloudboot.build import default_stub
+
+    return default_stub(arch or get_arch("x86_64"))
+
+
+def marker_initramfs(path: Path, marker: str = MARKER) -> Path:
+    """A busybox initramfs whose /init prints `marker` with the command line, then powers off."""
+    busybox = Path("/bin/busybox")
+    if not busybox.exists():
+        pytest.skip("busybox-static is not installed")
+    init = (
+        "#!/bin/busybox sh\n"
+        "/bin/busybox mount -t proc proc /proc\n"
+        f'/bin/busybox echo "{marker} cmdline=$(/bin/busybox cat /proc/cmdline)"\n'
+        "/bin/busybox poweroff -f\n"
+    ).encode()
+    entries = cpio.with_parents([
+        cpio.Entry.file("bin/busybox", busybox.read_bytes(), 0o755),
+        cpio.Entry.file("init", init, 0o755),
+        cpio.Entry.directory("proc"),
+        cpio.Entry.chardev("dev/console", 5, 1),
+    ])
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as f:
+        cpio.write(f, entries)
+    path.write_bytes(buf.getvalue())
+    return path
