@@ -103,7 +103,8 @@ def default_initramfs(arch: Arch, plan_file: Path | None) -> Path:
     try:
         from cloudboot.initramfs import builder
     except ImportError as e:  # pragma: no cover - the builder ships with the package
-        raise BuildError(f"no --initramfs given and the initramfs builder is missing: {e}")
+        raise BuildError(
+            f"no --initramfs given and the initramfs builder is missing: {e}") from None
     return builder.default_initramfs(arch)
 
 

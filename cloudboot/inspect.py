@@ -53,14 +53,14 @@ def inspect_path(path: Path) -> dict[str, Any]:
                 try:
                     reader = FatReader(f, p.first_lba * 512)
                     entries = reader.walk()
-                except FatReadError as e:
-                    report["esp_error"] = str(e)
+                except FatReadError as err:
+                    report["esp_error"] = str(err)
                     continue
                 report["esp_files"] = [
                     {"path": e.path, "size": None if e.is_dir else e.size} for e in entries]
-                for e in entries:
-                    if e.path.upper().startswith("/EFI/BOOT/BOOT") and not e.is_dir:
-                        report["uki"] = inspect_uki(reader.read(e.path), e.path)
+                for entry in entries:
+                    if entry.path.upper().startswith("/EFI/BOOT/BOOT") and not entry.is_dir:
+                        report["uki"] = inspect_uki(reader.read(entry.path), entry.path)
     return report
 
 

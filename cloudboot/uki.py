@@ -39,7 +39,8 @@ def check_kernel(kernel: bytes, arch: Arch, what: str = "kernel") -> None:
     try:
         img = pe.parse(kernel, what)
     except pe.PEError as e:
-        raise UKIError(f"{e}; an EFI-stub kernel (vmlinuz/Image with CONFIG_EFI_STUB) is needed")
+        raise UKIError(
+            f"{e}; an EFI-stub kernel (vmlinuz/Image with CONFIG_EFI_STUB) is needed") from None
     if img.machine != arch.pe_machine:
         got = pe.MACHINE_NAMES.get(img.machine, hex(img.machine))
         raise UKIError(f"{what}: EFI-stub kernel for {got}, not for {arch.name}")
@@ -56,21 +57,22 @@ def assemble(parts: UKIParts, arch: Arch) -> bytes:
     if stub.machine != arch.pe_machine:
         got = pe.MACHINE_NAMES.get(stub.machine, hex(stub.machine))
         raise UKIError(f"stub: built for {got}, not for {arch.name}")
-    payload = {
+    payload: dict[str, bytes | None] = {
         ".osrel": parts.osrel.encode(),
         ".cmdline": parts.cmdline.encode(),
         ".uname": parts.uname.encode() if parts.uname else None,
         ".initrd": parts.initrd,
         ".linux": parts.linux,
     }
-    sections = [(name, payload[name]) for name in SECTION_ORDER if payload[name] is not None]
+    sections = [(name, data) for name in SECTION_ORDER if (data := payload[name]) is not None]
     for name, _ in sections:
         if stub.section(name) is not None:
             raise UKIError(f"stub already has a {name} section (is it a UKI already?)")
     room = stub.size_of_headers - stub.section_table_end
     need = pe.SECTION_HEADER_SIZE * len(sections)
     if room < need:
-        raise UKIError(f"stub header has room for {room // 40} new sections, {len(sections)} needed")
+        raise UKIError(
+            f"stub header has room for {room // 40} new sections, {len(sections)} needed")
 
     # Cut the stub at the end of its last section's raw data: drops the COFF symbol table.
     raw_end = max(s.raw_pointer + s.raw_size for s in stub.sections)

@@ -56,9 +56,7 @@ def write(out: BinaryIO, entries: Iterable[Entry]) -> None:
 
     Inode numbers are assigned sequentially so the output depends only on the entries.
     """
-    ino = 0
-    for e in entries:
-        ino += 1
+    for ino, e in enumerate(entries, 1):
         name = e.path.lstrip("/").encode() or b"."
         rdev = (0, 0)
         data = e.data

@@ -70,7 +70,9 @@ class FatReader:
         return self._chain(cluster or self.root_cluster)
 
     def listdir(self, cluster: int = 0, prefix: str = "") -> list[FatEntry]:
-        raw, out, lfn = self._dir_bytes(cluster), [], []
+        raw = self._dir_bytes(cluster)
+        out: list[FatEntry] = []
+        lfn: list[bytes] = []
         for i in range(0, len(raw), 32):
             e = raw[i : i + 32]
             if e[0] == 0:

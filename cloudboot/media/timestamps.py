@@ -12,7 +12,9 @@ def build_time() -> dt.datetime:
         try:
             return dt.datetime.fromtimestamp(int(sde), dt.UTC).replace(tzinfo=None)
         except ValueError:
-            raise ValueError(f"SOURCE_DATE_EPOCH={sde!r} is not a whole number of seconds")
+            raise ValueError(
+                f"SOURCE_DATE_EPOCH={sde!r} is not a whole number of seconds"
+            ) from None
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 
 

@@ -1,0 +1,131 @@
+"""Install the host packages cloudboot and its lab need (Debian/Ubuntu), and say what is missing.
+
+`python -m cloudboot.hostdeps ensure tests|matrix|build` installs what the named job needs with
+apt-get (as root, or through `sudo -n`), then checks that every required command is present.
+It prints one line per package it could not install, with apt's reason, and exits non-zero
+only when something the job cannot run without is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Need:
+    package: str
+    command: str | None  # a command (or file) proving it is installed
+    required: bool = True
+    why: str = ""
+
+
+BUILD = [
+    Need("dpkg-dev", "dpkg-deb", why="unpack Debian packages"),
+    Need("busybox-static", "/bin/busybox", why="test initramfs"),
+    Need("cpio", "cpio"),
+    Need("xorriso", "xorriso", why="check hybrid ISOs"),
+    Need("gdisk", "sgdisk", why="check GPTs"),
+    Need("mtools", "mcopy"),
+    Need("dosfstools", "fsck.vfat"),
+    Need("e2fsprogs", "mkfs.ext4"),
+    Need("xfsprogs", "mkfs.xfs"),
+    Need("btrfs-progs", "mkfs.btrfs"),
+    Need("zstd", "zstd"),
+    Need("kmod", "modinfo"),
+    Need("fdisk", "sfdisk"),
+    Need("util-linux", "blkid"),
+]
+BOOT_X86 = [
+    Need("qemu-system-x86", "qemu-system-x86_64"),
+    Need("qemu-utils", "qemu-img"),
+    Need("ovmf", "/usr/share/OVMF/OVMF_CODE_4M.fd"),
+]
+BOOT_ARM = [
+    Need("qemu-system-arm", "qemu-system-aarch64", required=False, why="aarch64/armv7 lanes"),
+    Need("qemu-efi-aarch64", "/usr/share/AAVMF/AAVMF_CODE.fd", required=False),
+    Need("qemu-efi-arm", "/usr/share/AAVMF/AAVMF32_CODE.fd", required=False),
+]
+IMAGES = [
+    Need("debootstrap", "debootstrap", why="build the lab's Debian target images"),
+    Need("debian-archive-keyring", "/usr/share/keyrings/debian-archive-keyring.gpg"),
+]
+SERVICES = [
+    Need("dnsmasq-base", "dnsmasq", required=False, why="DHCP tests in network namespaces"),
+    Need("iproute2", "ip", required=False),
+]
+
+JOBS = {
+    "build": BUILD,
+    "tests": BUILD + BOOT_X86 + IMAGES + SERVICES,
+    "matrix": BUILD + BOOT_X86 + BOOT_ARM + IMAGES + SERVICES,
+}
+
+
+def present(need: Need) -> bool:
+    if need.command is None:
+        return True
+    if need.command.startswith("/"):
+        return os.path.exists(need.command)
+    return shutil.which(need.command) is not None or any(
+        os.path.exists(os.path.join(d, need.command)) for d in ("/usr/sbin", "/sbin"))
+
+
+def _apt(args: list[str]) -> subprocess.CompletedProcess[str]:
+    prefix: list[str] = []
+    if os.geteuid() != 0:
+        if shutil.which("sudo") is None:
+            return subprocess.CompletedProcess(args, 1, "", "not root and no sudo")
+        prefix = ["sudo", "-n"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    return subprocess.run(prefix + ["apt-get", *args], capture_output=True, text=True, env=env)
+
+
+def ensure(job: str, *, quiet: bool = False) -> int:
+    needs = JOBS[job]
+    missing = [n for n in needs if not present(n)]
+    if not missing:
+        if not quiet:
+            print(f"hostdeps: everything {job} needs is installed")
+        return 0
+    if shutil.which("apt-get") is None:
+        for n in missing:
+            print(f"hostdeps: cannot install {n.package}: this host has no apt-get",
+                  file=sys.stderr)
+        return 1 if any(n.required for n in missing) else 0
+    packages = [n.package for n in missing]
+    print(f"hostdeps: installing {' '.join(packages)}")
+    result = _apt(["install", "-y", "-q", "--no-install-recommends", *packages])
+    if result.returncode != 0:
+        _apt(["update", "-q"])
+        result = _apt(["install", "-y", "-q", "--no-install-recommends", *packages])
+    if result.returncode != 0:
+        # Install one by one so that one unavailable package does not block the rest.
+        for p in packages:
+            _apt(["install", "-y", "-q", "--no-install-recommends", p])
+    still = [n for n in missing if not present(n)]
+    for n in still:
+        level = "error" if n.required else "warning"
+        why = f" ({n.why})" if n.why else ""
+        reason = (result.stderr.strip().splitlines() or ["unknown"])[-1]
+        print(f"hostdeps: {level}: {n.package}{why} could not be installed: {reason}",
+              file=sys.stderr)
+    return 1 if any(n.required for n in still) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m cloudboot.hostdeps")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("ensure")
+    e.add_argument("job", choices=sorted(JOBS))
+    e.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    return ensure(args.job, quiet=args.quiet)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

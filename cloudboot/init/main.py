@@ -1,0 +1,455 @@
+"""cloudboot-init: the PID 1 of the bootstrap initramfs (DESIGN §2 paths A and C).
+
+Flow: early mounts → consoles, banner, `init-start` → command line → modules → source
+(`cloudboot.disk=` or a `disk {}` target of the embedded plan) → device → read-only mount →
+kernel → chained command line → exit sink (`kexec`; `reboot` comes with Path C).
+
+Every error ends in exactly one `fatal` event, then the failure sink: a shell when
+`cloudboot.shell=1`, then after `cloudboot.reboot_delay` seconds (default 30) a reboot;
+`0` powers off at once (lets a lab VM exit immediately), a negative delay keeps the machine
+up with a heartbeat line every minute. PID 1 never returns: the kernel would panic silently.
+
+Off PID 1 (tests, the host) `main(argv)` takes `--cmdline TEXT`, `--root DIR` (an already
+extracted/mounted target tree: no device lookup, no mount), `--plan FILE`, `--mnt DIR` and
+`--dry-run` (stop before the hand-off and print what would be booted); it returns 0/1.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cloudboot
+from cloudboot.arch import host_arch
+from cloudboot.init import (
+    blockdev,
+    cmdline,
+    discover,
+    events,
+    kernelimage,
+    kexec,
+    modules,
+    mount,
+    pid1,
+)
+from cloudboot.init.errors import Fatal
+
+VERSION: str = getattr(cloudboot, "__version__", "0.1.0")
+TARGET_DIR = Path("/run/cloudboot/target")
+WORK_DIR = Path("/run/cloudboot")
+EMBEDDED_PLAN = Path("/etc/cloud-boot/plan.hcl")
+DRY_RUN = "dry run: would hand off "  # + JSON {exit, kernel, initrd, cmdline, version}
+USAGE = ("usage: cloudboot-init [--cmdline TEXT] [--root DIR] [--plan FILE] [--mnt DIR] "
+         "[--dry-run]")
+
+
+@dataclass
+class Options:
+    """How this run was started: PID 1 in the guest, or a test/host run."""
+
+    pid1: bool = False
+    cmdline_text: str | None = None
+    root: Path | None = None
+    plan: Path | None = None
+    mnt: Path = TARGET_DIR
+    dry_run: bool = False
+
+
+@dataclass
+class Source:
+    """Where the target kernel comes from: a filesystem on a block device."""
+
+    origin: str  # "cmdline" | "plan" | "--root"
+    target: str | None = None  # plan target name
+    device: str | None = None  # cloudboot.disk= spec
+    fs: str | None = None
+    kernel: str | None = None
+    initrd: str | None = None
+    cmdline: str | None = None  # the plan target's command line
+
+
+@dataclass
+class Handoff:
+    """Everything the exit sink needs."""
+
+    kernel: Path
+    initrd: Path | None
+    cmdline: str
+    version: str
+    source: str  # how the kernel was found: "override", "bls", "boot-dir", …
+    mountpoint: Path | None = None  # unmounted before the jump
+
+
+@dataclass
+class Boot:
+    """State of one run; `stage` is the failure category unexpected errors get."""
+
+    opts: Options
+    ev: events.Events
+    cfg: cmdline.BootConfig = field(default_factory=cmdline.BootConfig)
+    stage: str = "init-plan"
+
+
+def parse_argv(argv: list[str]) -> Options:
+    """The host/test options; ValueError on anything else."""
+    opts = Options()
+    it = iter(argv)
+    for arg in it:
+        if arg == "--dry-run":
+            opts.dry_run = True
+            continue
+        if arg not in ("--cmdline", "--root", "--plan", "--mnt"):
+            raise ValueError(f"unknown argument {arg!r}\n{USAGE}")
+        value = next(it, None)
+        if value is None:
+            raise ValueError(f"{arg} needs a value\n{USAGE}")
+        if arg == "--cmdline":
+            opts.cmdline_text = value
+        elif arg == "--root":
+            opts.root = Path(value)
+        elif arg == "--plan":
+            opts.plan = Path(value)
+        else:
+            opts.mnt = Path(value)
+    return opts
+
+
+def _uptime() -> float | None:
+    try:
+        return float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+# --- source ---------------------------------------------------------------------------------
+def select_source(boot: Boot) -> Source:
+    """`cloudboot.disk=` wins; else a disk target of the plan; else `--root` on the host."""
+    cfg, opts = boot.cfg, boot.opts
+    if cfg.disk:
+        return Source("cmdline", device=cfg.disk, fs=cfg.disk_fs, kernel=cfg.disk_kernel,
+                      initrd=cfg.disk_initrd)
+    plan_path = opts.plan
+    if plan_path is None and cfg.plan:
+        if not cfg.plan.startswith("/"):
+            raise Fatal("init-network", f"cloudboot.plan={cfg.plan}: fetching plans over the "
+                        "network is not built yet; use cloudboot.disk= or an embedded plan")
+        plan_path = Path(cfg.plan)
+    if plan_path is None and EMBEDDED_PLAN.is_file() and opts.root is None:
+        plan_path = EMBEDDED_PLAN
+    if plan_path is not None:
+        return plan_source(boot, plan_path)
+    if cfg.image:
+        raise Fatal("init-network", f"cloudboot.image={cfg.image}: OCI images are not built "
+                    "yet; use cloudboot.disk=")
+    if opts.root is not None:
+        return Source("--root")
+    raise Fatal("init-plan", "nothing to boot: no cloudboot.disk= on the kernel command line "
+                f"and no plan at {EMBEDDED_PLAN}")
+
+
+def plan_source(boot: Boot, path: Path) -> Source:
+    """The `disk {}` source of the selected plan target."""
+    try:
+        from cloudboot.plan import file_resolver, load_plan, select_target
+    except ImportError as e:
+        raise Fatal("init-plan", f"{path}: plan support is missing from this initramfs: {e}"
+                    ) from e
+    try:
+        arch = host_arch().name
+        plan = load_plan(path, arch=arch)
+        target = select_target(plan, arch, boot.cfg.target, resolver=file_resolver(path.parent))
+    except (ValueError, OSError) as e:  # PlanError is a ValueError and names file/line/target
+        raise Fatal("init-plan", str(e)) from e
+    disk = getattr(target, "disk", None)
+    if disk is None:
+        raise Fatal("init-plan", f"{path}: target {target.name!r} has no disk {{}} source; "
+                    "OCI and subplan sources are not built yet")
+    if disk.device is None:
+        raise Fatal("init-plan", f"{path}: target {target.name!r}: a disk {{}} without device "
+                    "(search every disk) is not built yet; set device")
+    cfg = boot.cfg
+    return Source("plan", target=target.name, device=disk.device, fs=disk.fs or cfg.disk_fs,
+                  kernel=disk.kernel or cfg.disk_kernel, initrd=disk.initrd or cfg.disk_initrd,
+                  cmdline=target.cmdline)
+
+
+# --- device and mount -----------------------------------------------------------------------
+def attach(boot: Boot, src: Source) -> tuple[Path, blockdev.BlockDevice | None]:
+    """Find and mount the source filesystem read-only; returns (tree, device)."""
+    ev, opts = boot.ev, boot.opts
+    if opts.root is not None:
+        ev.emit("disk-found", device=str(opts.root), spec=src.device, given="--root")
+        ev.emit("mounted", target=str(opts.root), fstype=None, given="--root")
+        return opts.root, None
+    assert src.device is not None
+    timeout = boot.cfg.disk_timeout
+    ev.log(f"waiting up to {timeout:g}s for {src.device}")
+    try:
+        dev = blockdev.resolve(src.device, timeout=timeout)
+    except blockdev.DiskNotFound as e:
+        raise Fatal("init-disk", str(e)) from e
+    except ValueError as e:
+        raise Fatal("init-disk", str(e)) from e
+    ev.emit("disk-found", device=dev.devpath, spec=src.device, fstype=dev.fstype,
+            label=dev.label, uuid=dev.uuid, partuuid=dev.partuuid, partlabel=dev.partlabel)
+    fstype = src.fs or dev.fstype
+    if not fstype:
+        raise Fatal("init-disk", f"{dev.devpath} (cloudboot.disk={src.device}) has no "
+                    "filesystem cloudboot recognises; name it with cloudboot.disk.fs=")
+    try:
+        os.makedirs(opts.mnt, exist_ok=True)
+        # btrfs: no subvol= option, so the filesystem's default subvolume is what we get.
+        options = mount.mount_ro(dev.devpath, opts.mnt, fstype)
+    except OSError as e:
+        raise Fatal("init-disk", str(e)) from e
+    ev.emit("mounted", device=dev.devpath, target=str(opts.mnt), fstype=fstype, options=options)
+    return opts.mnt, dev
+
+
+# --- kernel and command line ----------------------------------------------------------------
+def _in_tree(root: Path, rel: str, what: str, where: str) -> Path:
+    found = discover.resolve_in(root, rel)
+    if found is None or not found.is_file():
+        raise Fatal("init-disk", f"{what}={rel}: no such file on {where}")
+    return found
+
+
+def choose_kernel(boot: Boot, src: Source, root: Path,
+                  dev: blockdev.BlockDevice | None) -> discover.KernelCandidate:
+    """Explicit kernel/initrd paths win over discovery (DESIGN §5 cloudboot.disk.kernel)."""
+    where = dev.devpath if dev else str(root)
+    if src.kernel:
+        kernel = _in_tree(root, src.kernel, "kernel", where)
+        initrd = _in_tree(root, src.initrd, "initrd", where) if src.initrd else None
+        name = kernel.name
+        for prefix in discover.KERNEL_PREFIXES:
+            name = name.removeprefix(prefix)
+        try:
+            version = kernelimage.version_string(kernel.read_bytes()) or name
+        except (OSError, ValueError):
+            version = name
+        return discover.KernelCandidate(kernel, initrd, version.split()[0] if version else name,
+                                        None, "override")
+    try:
+        cand = discover.pick(root)
+    except discover.NoKernelFound as e:
+        raise Fatal("init-disk", f"{where}: {e}") from e
+    if src.initrd:  # an explicit initrd with a discovered kernel
+        cand = discover.KernelCandidate(cand.kernel, _in_tree(root, src.initrd, "initrd", where),
+                                        cand.version, cand.options, cand.source, cand.title)
+    return cand
+
+
+def _root_arg(src: Source, dev: blockdev.BlockDevice | None) -> str:
+    if dev is not None:
+        if dev.uuid:
+            return f"root=UUID={dev.uuid}"
+        if dev.partuuid:
+            return f"root=PARTUUID={dev.partuuid}"
+        raise Fatal("init-disk", f"{dev.devpath}: neither a filesystem UUID nor a PARTUUID to "
+                    "build root= from; give cloudboot.cmdline=")
+    if src.device:  # --root runs: the spec text is what the target's initramfs understands
+        return f"root={src.device}"
+    raise Fatal("init-disk", "cannot build root= for --root without cloudboot.disk=; give "
+                "cloudboot.cmdline=")
+
+
+def chain_cmdline(boot: Boot, src: Source, cand: discover.KernelCandidate, root: Path,
+                  dev: blockdev.BlockDevice | None) -> tuple[str, str]:
+    """(command line for the target kernel, where it came from).
+
+    `cloudboot.cmdline=` is taken verbatim. Otherwise: the plan target's, else the BLS entry's
+    options, else /etc/kernel/cmdline, else `root=… ro`; then the bootstrap's console= args
+    are appended unless the line already sets a console.
+    """
+    cfg = boot.cfg
+    if cfg.cmdline is not None:
+        return cfg.cmdline, "cloudboot.cmdline"
+    if src.cmdline:
+        line, origin = src.cmdline, "plan"
+    elif cand.options:
+        line, origin = cand.options, "bls"
+    elif (text := discover.default_cmdline(root)) is not None:
+        line, origin = text, "etc-kernel-cmdline"
+    else:
+        line, origin = f"{_root_arg(src, dev)} ro", "root-fs"
+    if not any(name == "console" for name, _ in cmdline.split(line)):
+        line = " ".join([line, *cmdline.console_args(cfg)])
+    return line.strip(), origin
+
+
+# --- exit sinks -----------------------------------------------------------------------------
+def sink_kexec(boot: Boot, h: Handoff) -> None:
+    """Path A: load, unmount, jump. Returns only by raising Fatal."""
+    start = time.monotonic()
+    try:
+        image = kexec.load(h.kernel, h.initrd, h.cmdline, WORK_DIR)
+    except kexec.KexecRefused as e:
+        raise Fatal("handoff", f"kexec_file_load of {h.kernel} refused: {e.name} "
+                    f"({os.strerror(e.errno or 0)})") from e
+    except (OSError, ValueError) as e:  # unreadable file, corrupt compressed kernel
+        raise Fatal("handoff", f"cannot prepare {h.kernel} for kexec: {e}") from e
+    boot.ev.emit("kexec-load", kernel=str(h.kernel), loaded=str(image),
+                 initrd=str(h.initrd) if h.initrd else None, cmdline=h.cmdline,
+                 seconds=round(time.monotonic() - start, 3))
+    if h.mountpoint is not None:
+        try:
+            mount.umount(h.mountpoint)
+        except OSError as e:
+            boot.ev.log(f"warning: {e} (continuing: the mount is read-only)")
+    try:
+        kexec.execute()
+    except kexec.KexecRefused as e:
+        raise Fatal("handoff", f"{e}") from e
+
+
+def sink_reboot(boot: Boot, h: Handoff) -> None:
+    # Path C (stage on the cache ESP, Boot####, reboot) plugs in here.
+    raise Fatal("handoff", "cloudboot.exit=reboot: reboot sink not built yet")
+
+
+# Exit name (cloudboot.exit=) -> sink. Replace entries to add Path C's staging sink.
+sinks: dict[str, Callable[[Boot, Handoff], None]] = {"kexec": sink_kexec, "reboot": sink_reboot}
+
+
+# --- the flow -------------------------------------------------------------------------------
+def run(boot: Boot) -> int:
+    """Everything between init-start and the hand-off; raises Fatal on any failure."""
+    ev, opts = boot.ev, boot.opts
+    boot.stage = "init-plan"
+    text = opts.cmdline_text
+    if text is None:
+        try:
+            text = Path("/proc/cmdline").read_text()
+        except OSError as e:
+            raise Fatal("init-plan", f"cannot read /proc/cmdline: {e}") from e
+    try:
+        boot.cfg = cmdline.parse(text)
+    except cmdline.CmdlineError as e:
+        raise Fatal("init-plan", str(e)) from e
+    cfg = boot.cfg
+    ev.debug_enabled = cfg.debug
+    for w in cfg.warnings:
+        ev.log(f"warning: {w}")
+    ev.emit("cmdline", keys=cfg.redacted_keys(), consoles=cfg.consoles,
+            warnings=cfg.warnings, exit=cfg.exit)
+
+    if opts.pid1:
+        report = modules.load_all()
+        for name, why in report.failed:
+            ev.log(f"module {name} failed to load: {why}")
+        ev.emit("modules-loaded", **report.summary())
+
+    src = select_source(boot)
+    ev.emit("target-selected", origin=src.origin, target=src.target, device=src.device,
+            exit=cfg.exit)
+
+    boot.stage = "init-disk"
+    root, dev = attach(boot, src)
+    mounted = root if dev is not None else None
+    try:
+        cand = choose_kernel(boot, src, root, dev)
+        line, line_origin = chain_cmdline(boot, src, cand, root, dev)
+        h = Handoff(cand.kernel, cand.initrd, line, cand.version, cand.source, mounted)
+        ev.emit("materialised", kernel=str(cand.kernel), initrd=str(cand.initrd)
+                if cand.initrd else None, version=cand.version, found_by=cand.source,
+                cmdline=line, cmdline_from=line_origin)
+        boot.stage = "handoff"
+        sink = sinks.get(cfg.exit)
+        if sink is None:
+            raise Fatal("handoff", f"cloudboot.exit={cfg.exit}: no sink for it")
+        if opts.dry_run:
+            plan = {"exit": cfg.exit, "kernel": str(h.kernel),
+                    "initrd": str(h.initrd) if h.initrd else None, "cmdline": h.cmdline,
+                    "version": h.version}
+            ev.log(DRY_RUN + json.dumps(plan, separators=(",", ":")))
+            return 0
+        if not opts.pid1:  # a host run must never load a kernel or reboot the host
+            raise Fatal("handoff", "not PID 1: refusing to hand off (use --dry-run)")
+        sink(boot, h)
+        raise Fatal("handoff", f"the {cfg.exit} sink returned without handing off")
+    finally:
+        if mounted is not None and opts.dry_run:
+            try:
+                mount.umount(mounted)
+            except OSError as e:
+                ev.log(f"warning: {e}")
+
+
+def after_fatal(boot: Boot) -> int:
+    """The failure sink. Off PID 1: return 1. As PID 1: shell, then reboot/poweroff/stay;
+    never returns."""
+    if not boot.opts.pid1:
+        return 1
+    ev, cfg = boot.ev, boot.cfg
+    try:
+        if cfg.shell and os.access("/bin/sh", os.X_OK):
+            ev.log("cloudboot.shell=1: starting /bin/sh; the machine reboots when it exits")
+            code = pid1.wait_child(pid1.spawn(["/bin/sh"], {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                                                            "HOME": "/", "TERM": "linux"}))
+            ev.log(f"/bin/sh exited with {code}")
+        elif cfg.shell:
+            ev.log("cloudboot.shell=1 but there is no /bin/sh in this initramfs")
+        delay = cfg.reboot_delay
+        if delay < 0:
+            ev.log("cloudboot.reboot_delay<0: staying up; reset the machine to retry")
+        elif delay == 0:
+            ev.emit("rebooting", action="poweroff")
+            pid1.poweroff()
+        else:
+            ev.log(f"rebooting in {delay:g}s (cloudboot.reboot_delay=)")
+            time.sleep(delay)
+            ev.emit("rebooting", action="restart")
+            pid1.restart()
+    except BaseException as e:  # noqa: BLE001 - PID 1 must reach the loop below
+        ev.log(f"failure sink: {type(e).__name__}: {e}")
+    pid1.sleep_forever(60.0, lambda: ev.log("halted after a fatal error; reset the machine"))
+    return 1  # not reached
+
+
+def main(argv: list[str] | None = None) -> int:
+    t0 = time.monotonic()
+    is_pid1 = pid1.is_pid1()
+    if is_pid1:
+        opts = Options(pid1=True)  # the kernel passes stray boot words as argv: ignore them
+        problems = pid1.early_mounts()
+        pid1.install_reaper()
+        # fd 1 (the kernel's /dev/console, if it had one) until the real consoles open
+        ev = events.Events([sys.stdout] if sys.stdout is not None else [], t0=t0)
+        ev.use_consoles()
+    else:
+        try:
+            opts = parse_argv(sys.argv[1:] if argv is None else argv)
+        except ValueError as e:
+            print(f"cloudboot-init: {e}", file=sys.stderr)
+            return 2
+        problems = []
+        ev = events.Events([sys.stdout], t0=t0)
+    boot = Boot(opts, ev)
+    ev.banner(VERSION)
+    ev.emit("init-start", version=VERSION, pid1=is_pid1, arch=host_arch().name,
+            kernel=os.uname().release, uptime=_uptime(), consoles=ev.console_names,
+            problems=problems)
+    for p in problems:
+        ev.log(f"warning: early mount: {p}")
+    try:
+        return run(boot)
+    except Fatal as e:
+        ev.fatal(e.category, e.message)
+    except BaseException as e:  # noqa: BLE001 - a bug must still end in one fatal event
+        if isinstance(e, KeyboardInterrupt | SystemExit) and not is_pid1:
+            raise
+        where = ""
+        tb = e.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb is not None:
+            where = f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+        ev.fatal(boot.stage, f"internal error: {type(e).__name__}: {e}{where}")
+    return after_fatal(boot)

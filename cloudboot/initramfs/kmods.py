@@ -1,0 +1,253 @@
+"""Pick kernel modules (with their dependencies) out of an unpacked kernel package.
+
+Debian's kernel .deb carries no modules.dep (depmod runs at install time), so dependencies come
+from each module's own `.modinfo` (`depends=`, `softdep=`), which is what depmod would use;
+a modules.dep beside the modules is preferred when present.
+"""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cloudboot.initramfs import elf
+
+# What cloudboot-init needs to see disks, CDs, the network, consoles and EFI variables.
+DEFAULT_MODULES = (
+    "virtio_pci", "virtio_mmio", "virtio_blk", "virtio_scsi", "virtio_net", "virtio_console",
+    "sd_mod", "sr_mod", "cdrom", "isofs", "vfat", "nls_cp437", "nls_iso8859_1", "nls_ascii",
+    "efivarfs", "ext4", "xfs", "btrfs", "af_packet",
+)
+
+SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
+ORDER_FILE = "cloudboot.order"
+
+
+class KernelModuleError(RuntimeError):
+    pass
+
+
+def modname(name: str) -> str:
+    """Canonical module name: the kernel treats '-' and '_' alike."""
+    base = os.path.basename(name)
+    for suf in SUFFIXES:
+        if base.endswith(suf):
+            base = base[: -len(suf)]
+            break
+    return base.replace("-", "_")
+
+
+def plain_relpath(rel: str) -> str:
+    for suf in SUFFIXES[1:]:
+        if rel.endswith(suf):
+            return rel[: -len(suf) + 3]
+    return rel
+
+
+def decompress(path: Path) -> bytes:
+    data = path.read_bytes()
+    name = path.name
+    if name.endswith(".ko"):
+        return data
+    if name.endswith(".xz"):
+        return lzma.decompress(data)
+    if name.endswith(".gz"):
+        return gzip.decompress(data)
+    if name.endswith(".zst"):
+        tool = shutil.which("zstd")
+        if tool is None:
+            raise KernelModuleError(f"{path}: zstd-compressed module, but the zstd tool is not "
+                                    "installed (apt-get install zstd)")
+        proc = subprocess.run([tool, "-dc", str(path)], capture_output=True, check=False)
+        if proc.returncode:
+            raise KernelModuleError(f"{path}: zstd -d failed: {proc.stderr.decode()[-300:]}")
+        return proc.stdout
+    raise KernelModuleError(f"{path}: unknown module compression")
+
+
+def modinfo(data: bytes, where: str) -> list[tuple[str, str]]:
+    """key=value pairs of a module's .modinfo section."""
+    try:
+        raw = elf.section_data(data, ".modinfo", where)
+    except elf.ElfError as e:
+        raise KernelModuleError(str(e)) from None
+    if raw is None:
+        raise KernelModuleError(f"{where}: no .modinfo section")
+    pairs = []
+    for item in raw.split(b"\0"):
+        if b"=" in item:
+            k, _, v = item.decode("utf-8", "replace").partition("=")
+            pairs.append((k, v))
+    return pairs
+
+
+@dataclass
+class ModuleSet:
+    version: str
+    # (path relative to /lib/modules/<ver>, uncompressed bytes), dependencies first
+    modules: list[tuple[str, bytes]] = field(default_factory=list)
+    builtin: list[str] = field(default_factory=list)  # requested names that are built in
+    deps: dict[str, list[str]] = field(default_factory=dict)  # relpath -> dep relpaths
+
+    def order_text(self) -> str:
+        return "".join(f"{rel}\n" for rel, _ in self.modules)
+
+    def dep_text(self) -> str:
+        return "".join(f"{rel}: {' '.join(self.deps.get(rel, []))}".rstrip() + "\n"
+                       for rel, _ in self.modules)
+
+
+class KernelTree:
+    def __init__(self, kernel_root: Path, version: str | None = None) -> None:
+        base = kernel_root / "lib" / "modules"
+        if not base.is_dir():
+            base = kernel_root / "usr" / "lib" / "modules"
+        versions = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+        if version is None:
+            if len(versions) != 1:
+                raise KernelModuleError(f"{kernel_root}: expected one lib/modules/<version>, "
+                                        f"found {versions or 'none'}")
+            version = versions[0]
+        self.version = version
+        self.dir = base / version
+        if not self.dir.is_dir():
+            raise KernelModuleError(f"{self.dir}: no such module directory")
+        self.paths: dict[str, str] = {}  # name -> relpath (possibly compressed)
+        for dirpath, _, files in os.walk(self.dir):
+            for f in files:
+                if f.endswith(SUFFIXES):
+                    rel = os.path.relpath(os.path.join(dirpath, f), self.dir)
+                    self.paths.setdefault(modname(f), rel)
+        self.builtin = self._builtin()
+        self._dep_file = self._read_dep_file()
+        self._info: dict[str, list[tuple[str, str]]] = {}
+        self._data: dict[str, bytes] = {}
+
+    def _builtin(self) -> tuple[set[str], set[str]]:
+        names: set[str] = set()
+        aliases: set[str] = set()
+        f = self.dir / "modules.builtin"
+        if f.is_file():
+            names = {modname(line.strip()) for line in f.read_text().splitlines() if line.strip()}
+        mi = self.dir / "modules.builtin.modinfo"
+        if mi.is_file():
+            for item in mi.read_bytes().split(b"\0"):
+                key, _, value = item.decode("utf-8", "replace").partition("=")
+                if key.endswith(".alias"):
+                    aliases.add(value)
+        return names, aliases
+
+    def _read_dep_file(self) -> dict[str, list[str]] | None:
+        f = self.dir / "modules.dep"
+        if not f.is_file():
+            return None
+        deps: dict[str, list[str]] = {}
+        for line in f.read_text().splitlines():
+            if ":" in line:
+                mod, _, rest = line.partition(":")
+                deps[modname(mod)] = [modname(d) for d in rest.split()]
+        return deps
+
+    def data(self, name: str) -> bytes:
+        if name not in self._data:
+            self._data[name] = decompress(self.dir / self.paths[name])
+        return self._data[name]
+
+    def info(self, name: str) -> list[tuple[str, str]]:
+        if name not in self._info:
+            self._info[name] = modinfo(self.data(name), str(self.dir / self.paths[name]))
+        return self._info[name]
+
+    def is_builtin(self, name: str) -> bool:
+        return name in self.builtin[0]
+
+    def depends(self, name: str) -> list[str]:
+        if self._dep_file is not None and name in self._dep_file:
+            return self._dep_file[name]
+        return [modname(d) for k, v in self.info(name) if k == "depends" for d in v.split(",")
+                if d]
+
+    def softdeps(self, name: str) -> tuple[list[str], list[str]]:
+        pre: list[str] = []
+        post: list[str] = []
+        for k, v in self.info(name):
+            if k != "softdep":
+                continue
+            bucket = pre
+            for word in v.split():
+                if word == "pre:":
+                    bucket = pre
+                elif word == "post:":
+                    bucket = post
+                else:
+                    bucket.extend(self.providers(word))
+        return pre, post
+
+    def providers(self, alias: str) -> list[str]:
+        """Modules that provide `alias` (a module name or an alias); [] if built in."""
+        name = modname(alias)
+        if name in self.paths:
+            return [name]
+        if self.is_builtin(name) or alias in self.builtin[1]:
+            return []
+        # No modules.alias in the .deb: look for the alias string in every module, then
+        # confirm with the candidates' real .modinfo.
+        needle = b"alias=" + alias.encode() + b"\0"
+        found = []
+        for mod in sorted(self.paths):
+            if mod in self._data or self.paths[mod].endswith(".ko"):
+                blob = self._data.get(mod) or (self.dir / self.paths[mod]).read_bytes()
+            else:
+                blob = decompress(self.dir / self.paths[mod])
+            if needle in blob and ("alias", alias) in self.info(mod):
+                found.append(mod)
+        return found
+
+
+def select(kernel_root: Path, names: tuple[str, ...] | list[str] = DEFAULT_MODULES,
+           version: str | None = None) -> ModuleSet:
+    """The requested modules plus dependencies, in a safe load order (dependencies first)."""
+    tree = KernelTree(kernel_root, version)
+    result = ModuleSet(tree.version)
+    order: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "active":
+            return  # softdep cycles exist (pre/post pairs); hard deps are acyclic
+        state[name] = "active"
+        pre, post = tree.softdeps(name)
+        for dep in pre + tree.depends(name):
+            if dep not in tree.paths:
+                if tree.is_builtin(dep):
+                    continue
+                raise KernelModuleError(f"{name} (via {' -> '.join(chain)}) depends on {dep}, "
+                                        f"which is not in {tree.dir}")
+            visit(dep, chain + (dep,))
+        state[name] = "done"
+        order.append(name)
+        for dep in post:
+            visit(dep, chain + (dep,))
+
+    for raw in names:
+        name = modname(raw)
+        if name in tree.paths:
+            visit(name, (name,))
+        elif tree.is_builtin(name):
+            result.builtin.append(name)
+        else:
+            raise KernelModuleError(f"kernel module {raw!r} is neither in {tree.dir} nor "
+                                    "listed in its modules.builtin")
+    for name in order:
+        rel = plain_relpath(tree.paths[name])
+        result.modules.append((rel, tree.data(name)))
+        result.deps[rel] = [plain_relpath(tree.paths[d]) for d in tree.depends(name)
+                            if d in tree.paths]
+    return result

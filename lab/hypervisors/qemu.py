@@ -1,0 +1,474 @@
+"""The QEMU lane: a VM described by a typed VMSpec, run with QMP and a timestamped console.
+
+Lifecycle: `command()` builds the argv (golden-tested); `start()` launches QEMU paused (-S),
+connects QMP, starts a console reader thread and resumes the guest, so console timestamps count
+from the guest's reset. `shutdown()` asks nicely (system_powerdown, then quit) before killing.
+
+The console is QEMU's stdio chardev on a pipe: nothing is lost before the reader attaches, and
+each line is stamped with time.monotonic() - t0 when its first byte arrived. The log file
+(console.log) holds one line per console line: "<seconds>\\t<text>", ANSI escapes and \\r removed;
+console.raw keeps the bytes as the guest sent them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from qemu.qmp.legacy import QEMUMonitorProtocol
+
+from lab.firmware import Firmware
+from lab.profiles import Profile
+
+DiskInterface = Literal["virtio-blk", "virtio-scsi", "cdrom"]
+
+_ANSI = re.compile(rb"\x1b(\[[0-9;?=]*[ -/]*[@-~]|[@-Z\\-_])")
+_TAIL_LINES = 40
+
+
+class VMError(RuntimeError):
+    """A VM failed to launch, died, or did not do what was awaited; carries argv and console."""
+
+    def __init__(self, message: str, command: Sequence[str] = (), console_tail: str = "",
+                 stderr: str = "") -> None:
+        self.command = list(command)
+        self.console_tail = console_tail
+        self.stderr = stderr
+        parts = [message]
+        if self.command:
+            parts.append("command: " + " ".join(self.command))
+        if stderr.strip():
+            parts.append("qemu stderr:\n" + stderr.strip())
+        parts.append("console tail:\n" + (console_tail or "(empty)"))
+        super().__init__("\n".join(parts))
+
+
+@dataclass(frozen=True)
+class Disk:
+    path: Path
+    interface: DiskInterface = "virtio-blk"
+    readonly: bool = False
+    snapshot: bool = False  # writes go to a throw-away overlay
+    format: str = "raw"
+
+
+@dataclass(frozen=True)
+class UserNet:
+    """QEMU user networking; restrict=True keeps the guest off everything but the forwards."""
+
+    restrict: bool = True
+    net: str | None = None  # e.g. "169.254.0.0/16" for a guestfwd to 169.254.169.254
+    hostfwd: tuple[str, ...] = ()  # "tcp::2222-:22"
+    guestfwd: tuple[str, ...] = ()  # "tcp:169.254.169.254:80-cmd:…" or "…-tcp:127.0.0.1:8080"
+    model: str = "virtio-net-pci"
+    mac: str | None = None
+
+    def netdev(self, ident: str) -> str:
+        opts = [f"user,id={ident}"]
+        if self.restrict:
+            opts.append("restrict=on")
+        if self.net:
+            opts.append(f"net={self.net}")
+        opts += [f"hostfwd={f}" for f in self.hostfwd]
+        opts += [f"guestfwd={f}" for f in self.guestfwd]
+        return ",".join(opts)
+
+    def device(self, ident: str, bus: str | None = None) -> str:
+        dev = f"{self.model},netdev={ident},id={ident}-dev"
+        if self.mac:
+            dev += f",mac={self.mac}"
+        if bus:
+            dev += f",bus={bus}"
+        return dev
+
+
+@dataclass
+class VMSpec:
+    profile: Profile
+    firmware: Firmware | None = None  # None: direct kernel boot with the machine's default BIOS
+    vars_path: Path | None = None  # a fresh copy (Firmware.fresh_vars), written by the guest
+    disks: list[Disk] = field(default_factory=list)
+    kernel: Path | None = None
+    initrd: Path | None = None
+    # For direct boots put "panic=-1" here with no_reboot=True: a panic then ends QEMU at once.
+    append: str | None = None
+    nic: UserNet | None = None  # None: -nic none (EDK2 would try PXE for minutes otherwise)
+    memory_mib: int | None = None  # None: the profile's default
+    cpus: int = 1
+    accel: Literal["tcg", "kvm"] = "tcg"
+    no_reboot: bool = False  # Path C reboots on purpose: leave False there
+    hard_timeout: float | None = 900.0  # QEMU is killed after this many seconds, whatever happens
+    extra_args: list[str] = field(default_factory=list)
+    name: str = "cloudboot-lab"
+
+    def validate(self) -> None:
+        p = self.profile
+        for d in self.disks:
+            if d.interface not in p.disk_interfaces:
+                raise ValueError(f"disk {d.path}: interface {d.interface} is not offered by "
+                                 f"profile {p.name} (only {', '.join(p.disk_interfaces)})")
+        if self.firmware is not None and self.vars_path is None:
+            raise ValueError(f"VM {self.name}: firmware {self.firmware.code} needs vars_path "
+                             "(a fresh copy from Firmware.fresh_vars)")
+        if (self.initrd or self.append) and not self.kernel:
+            raise ValueError(f"VM {self.name}: initrd/append given without a kernel")
+        if self.cpus < 1:
+            raise ValueError(f"VM {self.name}: cpus must be >= 1, not {self.cpus}")
+
+
+def _drive(ident: str, disk: Disk) -> str:
+    opts = [f"if=none,id={ident},file={disk.path},format={disk.format}"]
+    if disk.readonly or disk.interface == "cdrom":
+        opts.append("readonly=on")
+    if disk.snapshot:
+        opts.append("snapshot=on")
+    if disk.interface == "cdrom":
+        opts.append("media=cdrom")
+    return ",".join(opts)
+
+
+def build_command(spec: VMSpec, qmp_socket: Path) -> list[str]:
+    """QEMU's argv for `spec`; the console is the process's stdio (see module docstring)."""
+    spec.validate()
+    p = spec.profile
+    cmd = [p.qemu_binary, "-name", spec.name, "-nodefaults", "-S", "-machine", p.machine,
+           "-accel", spec.accel, "-cpu", p.cpu(spec.accel),
+           "-m", str(spec.memory_mib or p.memory_mib), "-smp", str(spec.cpus),
+           "-display", "none", "-monitor", "none",
+           "-qmp", f"unix:{qmp_socket},server=on,wait=off",
+           "-chardev", "stdio,id=console,signal=off"]
+    if p.console_transport == "virtconsole":
+        cmd += ["-serial", "none", "-device", "virtio-serial-pci,id=vser0",
+                "-device", "virtconsole,chardev=console,name=console.0"]
+    else:
+        cmd += ["-serial", "chardev:console"]
+    cmd += list(p.extra_args)
+    if spec.no_reboot:
+        cmd.append("-no-reboot")
+    if spec.firmware is not None:
+        cmd += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={spec.firmware.code}",
+                "-drive", f"if=pflash,format=raw,unit=1,file={spec.vars_path}"]
+    if spec.kernel:
+        cmd += ["-kernel", str(spec.kernel)]
+    if spec.initrd:
+        cmd += ["-initrd", str(spec.initrd)]
+    if spec.append is not None:
+        cmd += ["-append", spec.append]
+    scsi = False
+    ide_unit = 0
+    for i, disk in enumerate(spec.disks):
+        ident = f"disk{i}"
+        cmd += ["-drive", _drive(ident, disk)]
+        if disk.interface == "virtio-blk":
+            cmd += ["-device", f"virtio-blk-pci,drive={ident},id={ident}-dev"]
+            continue
+        on_ide = disk.interface == "cdrom" and p.fw_machine == "pc-q35"
+        if on_ide:  # q35's AHCI: firmware boots it; Debian's cloud kernel cannot see it
+            cmd += ["-device", f"ide-cd,drive={ident},id={ident}-dev,bus=ide.{ide_unit}"]
+            ide_unit += 1
+            continue
+        if not scsi:
+            cmd += ["-device", "virtio-scsi-pci,id=scsi0"]
+            scsi = True
+        kind = "scsi-cd" if disk.interface == "cdrom" else "scsi-hd"
+        cmd += ["-device", f"{kind},drive={ident},id={ident}-dev,bus=scsi0.0"]
+    if spec.nic is None:
+        cmd += ["-nic", "none"]
+    elif p.firmware_nic:
+        cmd += ["-netdev", spec.nic.netdev("net0"), "-device", spec.nic.device("net0")]
+    else:
+        # Hidden from the firmware: the netdev exists, the device is hot-plugged later into
+        # this spare root port (QemuVM.hotplug_nic).
+        cmd += ["-netdev", spec.nic.netdev("net0"),
+                "-device", "pcie-root-port,id=hotplug0,chassis=1,slot=0"]
+    cmd += list(spec.extra_args)
+    return cmd
+
+
+@dataclass(frozen=True)
+class ConsoleLine:
+    t: float  # seconds since the guest was resumed
+    text: str
+
+
+class QemuVM:
+    """One QEMU process for `spec`, its run files in `workdir`."""
+
+    def __init__(self, spec: VMSpec, workdir: Path) -> None:
+        self.spec = spec
+        self.workdir = Path(workdir)
+        self.qmp_socket = self.workdir / "qmp.sock"
+        if len(str(self.qmp_socket.absolute())) > 100:  # AF_UNIX paths stop at 107 bytes
+            self.qmp_socket = Path(tempfile.mkdtemp(prefix="cb-qmp-")) / "qmp.sock"
+        self.console_log = self.workdir / "console.log"
+        self.console_raw = self.workdir / "console.raw"
+        self.stderr_log = self.workdir / "qemu.stderr"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.qmp: QEMUMonitorProtocol | None = None
+        self.t0 = 0.0
+        self.timed_out = False  # the hard timeout killed QEMU
+        self._lines: list[ConsoleLine] = []
+        self._partial = b""
+        self._partial_t: float | None = None
+        self._cursor = 0  # offset into text() where the next wait_for starts
+        self._text_parts: list[str] = []
+        self._cond = threading.Condition()
+        self._reader: threading.Thread | None = None
+        self._eof = False
+        self._watchdog: threading.Timer | None = None
+
+    # -- command line -----------------------------------------------------------------------
+    def command(self) -> list[str]:
+        return build_command(self.spec, self.qmp_socket)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self, connect_timeout: float = 30.0) -> None:
+        if self.proc is not None:
+            raise VMError(f"VM {self.spec.name} already started", self.command())
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cmd = self.command()
+        (self.workdir / "command.txt").write_text(" ".join(cmd) + "\n")
+        with contextlib.suppress(FileNotFoundError):
+            self.qmp_socket.unlink()
+        stderr = open(self.stderr_log, "wb")  # noqa: SIM115 (owned by the child)
+        try:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=stderr, start_new_session=True)
+        except OSError as e:
+            raise VMError(f"cannot run {cmd[0]}: {e}", cmd) from e
+        finally:
+            stderr.close()
+        deadline = time.monotonic() + connect_timeout
+        while not self.qmp_socket.exists():
+            if self.proc.poll() is not None:
+                self._finish()
+                raise self._error(f"QEMU exited with status {self.proc.returncode} at launch")
+            if time.monotonic() > deadline:
+                self._kill()
+                self._finish()
+                raise self._error(f"QMP socket {self.qmp_socket} did not appear in "
+                                  f"{connect_timeout:.0f} s")
+            time.sleep(0.02)
+        qmp = QEMUMonitorProtocol(str(self.qmp_socket))
+        try:
+            qmp.connect()
+        except Exception as e:
+            # QEMU makes the socket before it checks devices: a bad option shows up as EOF here.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(5)
+            if self.proc.returncode is None:
+                self._kill()
+            self._finish()
+            if self.proc.returncode is not None and self.proc.returncode > 0:
+                raise self._error(f"QEMU exited with status {self.proc.returncode} at launch"
+                                  ) from e
+            raise self._error(f"cannot connect QMP at {self.qmp_socket}: {e}") from e
+        self.qmp = qmp
+        self._reader = threading.Thread(target=self._read_console, name=f"{self.spec.name}-con",
+                                        daemon=True)
+        self.t0 = time.monotonic()
+        self._reader.start()
+        if self.spec.hard_timeout:
+            self._watchdog = threading.Timer(self.spec.hard_timeout, self._hard_timeout)
+            self._watchdog.daemon = True
+            self._watchdog.start()
+        qmp.cmd("cont")
+
+    def status(self) -> str:
+        """The run state QMP reports (running, paused, internal-error, shutdown…)."""
+        if self.qmp is None:
+            raise VMError(f"VM {self.spec.name} is not started")
+        reply = self.qmp.cmd("query-status")
+        if not isinstance(reply, dict):
+            raise VMError(f"VM {self.spec.name}: odd query-status reply {reply!r}")
+        return str(reply["status"])
+
+    def hotplug_nic(self) -> None:
+        """Plug the spec's NIC into the spare root port (profiles that hide it from firmware)."""
+        if self.qmp is None or self.spec.nic is None:
+            raise VMError(f"VM {self.spec.name}: no QMP or no NIC planned to hot-plug")
+        self.qmp.cmd("device_add", driver=self.spec.nic.model, netdev="net0",
+                     id="net0-dev", bus="hotplug0")
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for QEMU to exit by itself; its exit status. VMError if it is still running."""
+        if self.proc is None:
+            raise VMError(f"VM {self.spec.name} is not started")
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise self._error(f"VM {self.spec.name} still running after {timeout:.0f} s") from None
+        self._finish()
+        return rc
+
+    def shutdown(self, powerdown_timeout: float = 0.0, quit_timeout: float = 10.0) -> str:
+        """Stop QEMU: ACPI powerdown (if powerdown_timeout > 0), then QMP quit, then SIGKILL.
+
+        Returns how it ended: "exited", "powerdown", "quit" or "killed".
+        """
+        if self.proc is None:
+            return "exited"
+        how = "exited"
+        if self.proc.poll() is None and self.qmp is not None and powerdown_timeout > 0:
+            with contextlib.suppress(Exception):
+                self.qmp.cmd("system_powerdown")
+                self.proc.wait(powerdown_timeout)
+                how = "powerdown"
+        if self.proc.poll() is None and self.qmp is not None:
+            try:
+                self.qmp.cmd("quit")
+                self.proc.wait(quit_timeout)
+                how = "quit"
+            except Exception:
+                how = "killed"
+        if self.proc.poll() is None:
+            self._kill()
+            how = "killed"
+        self._finish()
+        return how
+
+    def __enter__(self) -> QemuVM:
+        if self.proc is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # -- console ----------------------------------------------------------------------------
+    def lines(self) -> list[ConsoleLine]:
+        """Complete console lines so far, with their timestamps."""
+        with self._cond:
+            return list(self._lines)
+
+    def text(self) -> str:
+        """Everything the console printed so far (cleaned), including an unfinished line."""
+        with self._cond:
+            return self._text_locked()
+
+    def console_tail(self, n: int = _TAIL_LINES) -> str:
+        return "\n".join(self.text().splitlines()[-n:])
+
+    def wait_for(self, pattern: str | re.Pattern[str], timeout: float,
+                 from_start: bool = False) -> re.Match[str]:
+        """Wait until `pattern` appears on the console after the previous match (or anywhere
+        with from_start); VMError on timeout or if QEMU exits first."""
+        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                start = 0 if from_start else self._cursor
+                m = rx.search(self._text_locked(), start)
+                if m:
+                    self._cursor = m.end()
+                    return m
+                if self._eof:
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(min(left, 0.5))
+        what = "QEMU exited" if self._eof else f"timed out after {timeout:.0f} s"
+        raise self._error(f"VM {self.spec.name}: {what} waiting for {rx.pattern!r}")
+
+    def time_of(self, pattern: str | re.Pattern[str]) -> float | None:
+        """Timestamp of the first console line matching `pattern`, if any."""
+        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
+        for line in self.lines():
+            if rx.search(line.text):
+                return line.t
+        return None
+
+    # -- internals --------------------------------------------------------------------------
+    def _text_locked(self) -> str:
+        tail = _clean(self._partial) if self._partial else ""
+        return "".join(self._text_parts) + tail
+
+    def _read_console(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        with open(self.console_log, "w", encoding="utf-8") as log, \
+                open(self.console_raw, "wb") as raw:
+            while True:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:
+                    chunk = b""
+                now = time.monotonic() - self.t0
+                if not chunk:
+                    break
+                raw.write(chunk)
+                raw.flush()
+                with self._cond:
+                    self._feed(chunk, now, log)
+                    self._cond.notify_all()
+            with self._cond:
+                if self._partial:
+                    self._emit(self._partial, self._partial_t or 0.0, log)
+                    self._partial = b""
+                self._eof = True
+                self._cond.notify_all()
+
+    def _feed(self, chunk: bytes, now: float, log: object) -> None:
+        data = self._partial + chunk
+        if self._partial_t is None:
+            self._partial_t = now
+        *complete, rest = data.split(b"\n")
+        for line in complete:
+            self._emit(line, self._partial_t, log)
+            self._partial_t = now
+        self._partial = rest
+        if not rest:
+            self._partial_t = None
+
+    def _emit(self, line: bytes, t: float, log: object) -> None:
+        text = _clean(line)
+        self._lines.append(ConsoleLine(t, text))
+        self._text_parts.append(text + "\n")
+        log.write(f"{t:.3f}\t{text}\n")  # type: ignore[attr-defined]
+        log.flush()  # type: ignore[attr-defined]
+
+    def _hard_timeout(self) -> None:
+        if self.is_running():
+            self.timed_out = True
+            self._kill()
+
+    def _kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def _finish(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if self.qmp is not None:
+            with contextlib.suppress(Exception):
+                self.qmp.close()
+            self.qmp = None
+        if self._reader is not None:
+            self._reader.join(10)
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def _error(self, message: str) -> VMError:
+        stderr = ""
+        with contextlib.suppress(OSError):
+            stderr = self.stderr_log.read_text(errors="replace")[-4000:]
+        return VMError(message, self.command(), self.console_tail(), stderr)
+
+
+def _clean(line: bytes) -> str:
+    """Console bytes as text: ANSI escapes and carriage returns dropped, bad UTF-8 replaced."""
+    return _ANSI.sub(b"", line).replace(b"\r", b"").decode("utf-8", errors="replace")

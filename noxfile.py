@@ -1,0 +1,65 @@
+"""Sessions: tests (unit + fast boot smoke), e2e, matrix, bench, lint.
+
+Each session first installs the host packages it needs (python -m cloudboot.hostdeps).
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+PYTHON = "python3"
+
+
+def _setup(session: nox.Session, job: str) -> None:
+    session.install("-e", ".[dev]")
+    session.run("python", "-m", "cloudboot.hostdeps", "ensure", job)
+
+
+def _workers() -> str:
+    return os.environ.get("CLOUDBOOT_WORKERS", str(max(1, min(os.cpu_count() or 1, 4))))
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Unit tests plus the fast boot smoke subset."""
+    _setup(session, "tests")
+    session.run("pytest", "-n", _workers(), "--dist", "loadgroup", "-m", "not e2e or smoke",
+                *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def e2e(session: nox.Session) -> None:
+    """Every end-to-end lab cell that this host can run."""
+    _setup(session, "matrix")
+    session.run("pytest", "-n", _workers(), "--dist", "loadgroup", "-m", "e2e", "tests/e2e",
+                *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def matrix(session: nox.Session) -> None:
+    """Run the matrix cells, write matrix/results.json and regenerate MATRIX.md."""
+    _setup(session, "matrix")
+    session.run("pytest", "-n", _workers(), "--dist", "loadgroup", "-m", "e2e", "tests/e2e",
+                "--matrix-results", "matrix/results.json", *session.posargs,
+                success_codes=[0, 1])
+    session.run("python", "-m", "lab.matrix", "render", "matrix/results.json", "MATRIX.md")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks; they print ratios against the natural baseline."""
+    _setup(session, "tests")
+    for script in sorted(os.listdir("benchmarks")):
+        if script.startswith("bench_") and script.endswith(".py"):
+            session.run("python", f"benchmarks/{script}", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("-e", ".[dev]")
+    session.run("ruff", "check", ".")
+    session.run("mypy")

@@ -1,0 +1,78 @@
+"""The failure catalog on real captured consoles and on samples of each failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab.console import log_text, parse_text
+from lab.failures import CATEGORIES, classify
+
+CONSOLES = Path(__file__).parent / "golden" / "consoles"
+
+
+def ev(phase: str, **kw: str) -> str:
+    extra = "".join(f',"{k}":"{v}"' for k, v in kw.items())
+    return f'CLOUDBOOT-EVENT {{"phase":"{phase}","t":1.0{extra}}}\n'
+
+
+HANDOFF = ev("init-start") + ev("kexec-load")
+
+SAMPLES = [
+    # (console, timed_out, category, evidence fragment)
+    ("Synchronous Exception at 0x00000000BF5E1234\n", False, "firmware", "firmware exception"),
+    ("!!!! X64 Exception Type - 0D(#GP - General Protection)  CPU Apic ID - 00000000 !!!!\n",
+     False, "firmware", "firmware exception"),
+    ("UEFI Interactive Shell v2.2\nShell> ", True, "firmware", "EFI shell (before handoff)"),
+    (ev("init-start") + ev("bootvar-written") + ev("rebooting") + "BdsDxe: loading Boot0003\n"
+     "Shell> ", True, "handoff", "EFI shell (after handoff)"),
+    ("GNU GRUB  version 2.06\ngrub> ", True, "firmware", "grub prompt"),
+    ("[    1.0] Kernel panic - not syncing: VFS: Unable to mount root fs\n", False,
+     "bootstrap-kernel", "kernel panic (before handoff)"),
+    (HANDOFF + "[    0.9] Kernel panic - not syncing: Attempted to kill init!\n", False,
+     "target-kernel", "kernel panic (after handoff)"),
+    (HANDOFF + "Gave up waiting for root file system device.\nALERT!  LABEL=root does not exist."
+     "  Dropping to a shell!\n(initramfs) ", True, "target-kernel", "initramfs shell"),
+    (HANDOFF + "You are in emergency mode. After logging in, type \"journalctl -xb\"\n", True,
+     "target-userspace", "emergency mode"),
+    (ev("init-start") + ev("fatal", category="init-network", message="no DHCP lease on eth0")
+     + "[    9.0] Kernel panic - not syncing: Attempted to kill init!\n", False, "init-network",
+     "no DHCP lease on eth0"),
+    (ev("fatal", category="bogus", message="x"), False, "lab", "unknown category 'bogus'"),
+    ("", True, "firmware", "console stayed silent"),
+    ("BdsDxe: loading Boot0001\n" + ev("init-start") + ev("net-up"), True, "timeout",
+     "last phase net-up"),
+    ("BdsDxe: loading Boot0001\n" + ev("init-start"), False, "lab", "last phase init-start"),
+]
+
+
+@pytest.mark.parametrize(("console", "timed_out", "category", "evidence"), SAMPLES)
+def test_catalog(console: str, timed_out: bool, category: str, evidence: str) -> None:
+    verdict = classify(console, parse_text(console).events, False, timed_out)
+    assert not verdict.passed
+    assert verdict.category == category and category in CATEGORIES
+    assert evidence in verdict.evidence
+
+
+def test_userspace_passes_even_after_noise() -> None:
+    console = HANDOFF + "[ 3.0] Kernel panic - not syncing: oops\n" + \
+        'CLOUDBOOT-USERSPACE {"id":"debian"}\n'
+    events = parse_text(console)
+    verdict = classify(console, events.events, events.userspace is not None, False)
+    assert verdict.passed and verdict.category is None
+
+
+def test_first_failure_wins() -> None:
+    console = "Synchronous Exception at 0x1\nKernel panic - not syncing: later\n"
+    assert classify(console, [], False, False).category == "firmware"
+
+
+def test_real_consoles() -> None:
+    panic = log_text(CONSOLES / "x86_64-direct-no-root-panic.log")
+    v = classify(panic, [], False, False)
+    assert (v.category, v.passed) == ("bootstrap-kernel", False)
+    assert "Unable to mount root fs" in v.evidence
+    shell = log_text(CONSOLES / "ovmf-no-media-shell.log")
+    v = classify(shell, [], False, True)
+    assert v.category == "firmware" and "UEFI Interactive Shell" in v.evidence

@@ -1,0 +1,38 @@
+"""Architecture profiles: the facts each lab guest depends on."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.profiles import PROFILES, VZ_APPROXIMATIONS, UnknownProfile, get_profile
+
+
+def test_every_arch_has_a_profile_with_its_console_and_boot_file() -> None:
+    expect = {"x86_64": ("ttyS0", "BOOTX64.EFI", "q35"),
+              "aarch64": ("ttyAMA0", "BOOTAA64.EFI", "virt"),
+              "riscv64": ("ttyS0", "BOOTRISCV64.EFI", "virt"),
+              "loongarch64": ("ttyS0", "BOOTLOONGARCH64.EFI", "virt"),
+              "armv7": ("ttyAMA0", "BOOTARM.EFI", "virt,highmem=off")}
+    for name, (console, boot_file, machine) in expect.items():
+        p = PROFILES[name]
+        assert (p.console, p.efi_boot_file, p.machine) == (console, boot_file, machine)
+
+
+def test_tcg_cpu_models_are_the_measured_fast_ones() -> None:
+    assert get_profile("arm64").cpu("tcg") == "cortex-a57"
+    assert get_profile("armhf").cpu("tcg") == "cortex-a15"
+    assert get_profile("amd64").cpu("kvm") == "host"
+
+
+def test_vz_profile_is_a_documented_approximation() -> None:
+    vz = get_profile("vz")
+    assert vz.console == "hvc0" and vz.console_transport == "virtconsole"
+    assert vz.disk_interfaces == ("virtio-blk",)
+    assert not vz.firmware_nic
+    assert "sysctl.kernel.kexec_load_disabled=1" in vz.guest_cmdline
+    assert vz.notes == VZ_APPROXIMATIONS and len(vz.notes) >= 4
+
+
+def test_unknown_profile_lists_known_ones() -> None:
+    with pytest.raises(UnknownProfile, match="known: .*aarch64.*vz"):
+        get_profile("sparc64")
