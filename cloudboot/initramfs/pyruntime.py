@@ -57,11 +57,13 @@ SONAME_PACKAGES = {
 
 # Imported by the interpreter itself before any user code (python -I -S), so the import walk
 # of the entry module cannot see them (several are frozen in 3.11, shipping them is harmless),
-# and codecs looked up by name at run time: socket.getaddrinfo encodes host names with idna.
+# and codecs looked up by name at run time: socket.getaddrinfo encodes host names with idna;
+# GPT partition names and EFI variables are UTF-16-LE, FAT long names UCS-2.
 STARTUP_MODULES = (
     "encodings", "encodings.aliases", "encodings.utf_8", "encodings.ascii",
     "encodings.latin_1", "encodings.idna", "encodings.utf_8_sig",
-    "encodings.raw_unicode_escape", "encodings.unicode_escape", "codecs", "io", "abc", "os",
+    "encodings.raw_unicode_escape", "encodings.unicode_escape", "encodings.utf_16",
+    "encodings.utf_16_le", "encodings.utf_16_be", "codecs", "io", "abc", "os",
     "stat", "posixpath", "genericpath", "_collections_abc",
 )
 

@@ -1,0 +1,84 @@
+"""Matrix cells: one boot of one distro via one path on one hypervisor and arch, and its result."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Status = Literal["pass", "fail", "xfail", "xpass", "not-run"]
+
+# Distro names in the matrix, and the Debian release that builds each image.
+DISTROS = {"debian-12": "bookworm", "debian-13": "trixie"}
+FILESYSTEMS = ("ext4", "xfs", "btrfs")
+PATHS = ("A", "B", "C", "D")
+
+
+@dataclass(frozen=True)
+class Cell:
+    hypervisor: str  # qemu | libvirt | openstack | vfkit
+    arch: str  # x86_64 | aarch64 | riscv64 | loongarch64 | armv7
+    path: str  # A | B | C | D
+    distro: str  # debian-12 | debian-13
+    fs: str  # ext4 | xfs | btrfs
+
+    @property
+    def id(self) -> str:
+        return f"{self.hypervisor}-{self.arch}-{self.path}-{self.distro}-{self.fs}"
+
+    @property
+    def release(self) -> str:
+        return DISTROS[self.distro]
+
+    @staticmethod
+    def from_id(text: str) -> Cell:
+        hv, arch, path, d1, d2, fs = text.split("-")
+        return Cell(hv, arch, path, f"{d1}-{d2}", fs)
+
+
+@dataclass
+class CellResult:
+    cell: Cell
+    status: Status
+    category: str | None = None  # failure category (DESIGN §5) when status is fail/xfail
+    evidence: str = ""
+    reason: str = ""  # why not run, or why a failure is expected
+    accel: str | None = None
+    seconds: float | None = None  # wall time of the whole cell
+    phase_times: dict[str, float] = field(default_factory=dict)  # seconds since guest reset
+    userspace: dict[str, Any] | None = None
+    banners: int = 0  # how many times cloudboot-init started
+    assets: dict[str, str] = field(default_factory=dict)
+    console_log: str | None = None
+    finished: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(
+        timespec="seconds"))
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["cell"] = self.cell.id
+        return d
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> CellResult:
+        d = dict(d)
+        d["cell"] = Cell.from_id(d["cell"])
+        return CellResult(**d)
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+
+    def seconds(self) -> float:
+        return round(time.monotonic() - self.t0, 2)
