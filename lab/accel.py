@@ -16,6 +16,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 from cloudboot.arch import host_arch
 from cloudboot.fsutil import atomic_output, cache_dir
@@ -30,7 +31,7 @@ _PROBE_MARK = "BdsDxe"
 
 @dataclass(frozen=True)
 class AccelChoice:
-    accel: str  # "kvm" or "tcg"
+    accel: Literal["kvm", "tcg"]
     reason: str
     source: str  # "env", "probe", "cache" or "arch"
 
@@ -92,7 +93,7 @@ def host_accel(refresh: bool = False) -> AccelChoice:
     if forced:
         if forced not in ("kvm", "tcg"):
             raise ValueError(f"{ENV}={forced!r}: expected kvm or tcg")
-        return AccelChoice(forced, f"forced by {ENV}", "env")
+        return AccelChoice("kvm" if forced == "kvm" else "tcg", f"forced by {ENV}", "env")
     path = _cache_file()
     if not refresh:
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,10 +44,8 @@ def boot(spec: VMSpec, workdir: Path, timeout: float) -> BootOutcome:
         try:
             vm.wait_for(DECIDED, timeout=timeout)
             # Let the guest finish the line and power off (or print the rest of its error).
-            try:
+            with contextlib.suppress(VMError):
                 vm.wait_exit(30)
-            except VMError:
-                pass
         except VMError:
             timed_out = vm.is_running() or vm.timed_out
         text = vm.text()
@@ -89,10 +88,14 @@ def run_path_a_disk(cell: Cell, workdir: Path, *, extra_cmdline: str = "",
     return result
 
 
+# A guest that reached its userspace and then crashed did not really work.
+CRASH = re.compile(r"Kernel panic - not syncing.*|Oops: .*|BUG: .*")
+
+
 def verdict(cell: Cell, outcome: BootOutcome, *, accel: str, seconds: float) -> CellResult:
     us = outcome.events.userspace
     v = classify(outcome.text, outcome.events.events, us is not None, outcome.timed_out)
-    return CellResult(
+    result = CellResult(
         cell=cell, status="pass" if v.passed else "fail", category=v.category,
         evidence=v.evidence, accel=accel, seconds=seconds,
         phase_times=outcome.events.phase_times(),
@@ -100,6 +103,12 @@ def verdict(cell: Cell, outcome: BootOutcome, *, accel: str, seconds: float) -> 
         banners=len(BANNER.findall(outcome.text)),
         console_log=str(outcome.console_log),
     )
+    if us is not None:
+        crash = CRASH.search(outcome.text, outcome.text.find(us.line.strip()[:40]))
+        if crash:
+            result.status, result.category = "fail", "target-kernel"
+            result.evidence = f"crashed after reaching userspace: {crash.group(0).strip()}"
+    return result
 
 
 def check_userspace(result: CellResult, image: debian.TargetImage) -> None:

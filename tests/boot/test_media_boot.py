@@ -36,6 +36,6 @@ def test_ovmf_boots_boot_iso(boot_iso, tmp_path, interface):
         name=f"media-{interface}",
     )
     with QemuVM(spec, tmp_path / "vm") as vm:
-        m = vm.wait_for(rf"{MARKER} cmdline=(.*)", timeout=200)
+        m = vm.wait_for(rf"{MARKER} cmdline=([^\n]*)\n", timeout=200)
         assert "cloudboot.test=media" in m.group(1)
         assert vm.wait_exit(60) == 0
