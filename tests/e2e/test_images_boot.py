@@ -16,11 +16,13 @@ import pytest
 from lab.images import debian
 from lab.images.fixtures import boot_direct, target_image_fixture
 
-pytestmark = pytest.mark.boot
+# The direct boots validate the image recipes; the bookworm/ext4 one is in the smoke subset.
+pytestmark = [pytest.mark.boot, pytest.mark.e2e]
 
 bookworm_ext4 = target_image_fixture("bookworm", "ext4")
 
 
+@pytest.mark.smoke
 def test_image_metadata_matches_the_disk(bookworm_ext4: debian.TargetImage) -> None:
     image = bookworm_ext4
     assert (image.release, image.fs, image.os_id, image.version_id) == \
@@ -37,8 +39,10 @@ def test_image_metadata_matches_the_disk(bookworm_ext4: debian.TargetImage) -> N
     assert debian.build("bookworm", "ext4") == image
 
 
-@pytest.mark.parametrize(("release", "fs"), [("bookworm", "ext4"), ("bookworm", "xfs"),
-                                             ("bookworm", "btrfs"), ("trixie", "ext4")])
+@pytest.mark.parametrize(("release", "fs"), [
+    pytest.param("bookworm", "ext4", marks=pytest.mark.smoke), ("bookworm", "xfs"),
+    ("bookworm", "btrfs"), ("trixie", "ext4"),
+])
 def test_direct_boot_reports_userspace_and_powers_off(release: str, fs: str,
                                                       tmp_path: Path) -> None:
     if shutil.which("qemu-system-x86_64") is None:
@@ -55,6 +59,7 @@ def test_direct_boot_reports_userspace_and_powers_off(release: str, fs: str,
     print(f"{release}/{fs}: powered off after {boot.seconds:.1f} s")
 
 
+@pytest.mark.smoke
 def test_blank_disk_has_the_label_and_no_kernel() -> None:
     disk = debian.build_blank("ext4", "cbroot")
     probe = subprocess.run(["blkid", "-p", "-O", str(1024 * 1024), "-o", "export", str(disk)],
