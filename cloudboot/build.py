@@ -119,16 +119,21 @@ def _read(path: Path, what: str) -> bytes:
         raise BuildError(f"{what} {path}: permission denied") from None
 
 
-def plan_overlay(plan_file: Path) -> bytes:
+def plan_overlay(plan_file: Path, arch: Arch) -> bytes:
     """A small uncompressed cpio appended to the initramfs carrying the embedded plan.
 
-    The kernel unpacks concatenated archives in order, so no rebuild of the base is needed.
+    The plan is checked first (a broken plan would only fail in the guest). The kernel unpacks
+    concatenated archives in order, so no rebuild of the base is needed.
     """
+    from cloudboot.plan import PlanError, load_plan
+
     data = _read(plan_file, "--plan-file")
     try:
-        data.decode("utf-8")
+        load_plan(plan_file, text=data.decode("utf-8"), arch=arch.name)
     except UnicodeDecodeError:
         raise BuildError(f"--plan-file {plan_file}: not UTF-8 text") from None
+    except PlanError as e:
+        raise BuildError(f"--plan-file: {e}") from None
     buf = io.BytesIO()
     cpio.write(buf, cpio.with_parents([cpio.Entry.file(EMBEDDED_PLAN_PATH, data)]))
     return buf.getvalue()
@@ -172,7 +177,7 @@ def build(req: BuildRequest) -> BuildResult:
     initrd_path = req.initramfs or default_initramfs(arch, req.plan_file)
     initrd = _read(initrd_path, "--initramfs")
     if req.plan_file:
-        initrd = initrd + b"\0" * (-len(initrd) % 4) + plan_overlay(req.plan_file)
+        initrd = initrd + b"\0" * (-len(initrd) % 4) + plan_overlay(req.plan_file, arch)
     cmdline = compose_cmdline(req)
     from cloudboot import __version__
 

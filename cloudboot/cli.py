@@ -84,6 +84,29 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan_check(args: argparse.Namespace) -> int:
+    from cloudboot.plan.tool import check_main
+
+    return check_main(args.file, args.arch.name if args.arch else None)
+
+
+def cmd_plan_show(args: argparse.Namespace) -> int:
+    from cloudboot.plan import PlanError, load_plan
+    from cloudboot.plan.tool import show
+
+    arch = (args.arch or host_arch()).name
+    try:
+        report = show(load_plan(args.file, arch=arch), arch)
+    except PlanError as e:
+        raise CliError(str(e)) from None
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for key, value in report.items():
+            print(f"{key}: {json.dumps(value)}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cloudboot", description=__doc__)
     p.add_argument("--version", action="version", version=f"cloudboot {__version__}")
@@ -114,6 +137,18 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--vars", required=True, help="OVMF/AAVMF variable store file")
     r.add_argument("--dry-run", action="store_true")
     r.set_defaults(func=cmd_reset)
+
+    pl = sub.add_parser("plan", help="check or show an HCL plan")
+    plsub = pl.add_subparsers(dest="plan_command", required=True)
+    pc = plsub.add_parser("check", help="parse, evaluate and validate a plan")
+    pc.add_argument("file")
+    pc.add_argument("--arch", type=_arch)
+    pc.set_defaults(func=cmd_plan_check)
+    ps = plsub.add_parser("show", help="the plan evaluated for one arch")
+    ps.add_argument("file")
+    ps.add_argument("--arch", type=_arch)
+    ps.add_argument("--json", action="store_true")
+    ps.set_defaults(func=cmd_plan_show)
 
     i = sub.add_parser("inspect", help="describe a UKI, boot.iso, cache disk or vars file")
     i.add_argument("path")

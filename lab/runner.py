@@ -32,8 +32,9 @@ class BootOutcome:
     console_log: Path
 
 
-def build_bootstrap_iso(arch: str, cmdline: str, out: Path) -> Path:
-    build(BuildRequest(arch=get_arch(arch), output=out, cmdline=cmdline))
+def build_bootstrap_iso(arch: str, cmdline: str, out: Path,
+                        plan_file: Path | None = None) -> Path:
+    build(BuildRequest(arch=get_arch(arch), output=out, cmdline=cmdline, plan_file=plan_file))
     return out
 
 
@@ -54,14 +55,15 @@ def boot(spec: VMSpec, workdir: Path, timeout: float) -> BootOutcome:
 
 
 def run_bootstrap(cell: Cell, workdir: Path, cmdline: str, targets: list[Path], *,
-                  timeout: float = 420.0) -> tuple[CellResult, Path]:
+                  timeout: float = 420.0,
+                  plan_file: Path | None = None) -> tuple[CellResult, Path]:
     """Boot boot.iso (our UKI, `cmdline`) with `targets` attached as virtio disks."""
     watch = Stopwatch()
     workdir.mkdir(parents=True, exist_ok=True)
     profile = get_profile(cell.arch)
     # A fatal error powers the guest off at once: the lab has read what it needs by then.
     full = f"console={profile.console} panic=-1 cloudboot.reboot_delay=0 {cmdline}".strip()
-    iso = build_bootstrap_iso(cell.arch, full, workdir / "boot.iso")
+    iso = build_bootstrap_iso(cell.arch, full, workdir / "boot.iso", plan_file)
     fw = select_firmware(profile)
     accel = select_accel(profile).accel
     spec = VMSpec(

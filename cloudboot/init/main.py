@@ -202,6 +202,12 @@ def attach(boot: Boot, src: Source) -> tuple[Path, blockdev.BlockDevice | None]:
     if not fstype:
         raise Fatal("init-disk", f"{dev.devpath} (cloudboot.disk={src.device}) has no "
                     "filesystem cloudboot recognises; name it with cloudboot.disk.fs=")
+    if opts.pid1:
+        report = modules.load_for_fs(fstype)
+        if report is not None:
+            for name, why in report.failed:
+                ev.log(f"module {name} failed to load: {why}")
+            ev.emit("fs-modules-loaded", fstype=fstype, **report.summary())
     try:
         os.makedirs(opts.mnt, exist_ok=True)
         # btrfs: no subvol= option, so the filesystem's default subvolume is what we get.

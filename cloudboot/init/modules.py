@@ -86,6 +86,20 @@ def load_one(path: Path, params: str = "") -> bool:
     return True
 
 
+# Filesystems whose module is named differently from the fstype the superblock reports.
+FS_MODULE_OF = {"ext2": "ext4", "ext3": "ext4"}
+
+
+def load_for_fs(fstype: str) -> ModuleReport | None:
+    """Load the modules of one filesystem (listed by the builder in cloudboot.fs.<fs>.order);
+    None when the initramfs lists none for it (built in, or not packed)."""
+    fs = FS_MODULE_OF.get(fstype, fstype)
+    path = module_dir() / f"cloudboot.fs.{fs}.order"
+    if not path.exists():
+        return None
+    return load_all(path)
+
+
 def load_all(order_file: Path | None = None) -> ModuleReport:
     """Load every module the order file lists; a missing order file means nothing to load."""
     start = time.monotonic()

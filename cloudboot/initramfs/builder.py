@@ -145,10 +145,16 @@ def build(arch: Arch, out: Path, *, kernel_root: Path | None = None,
 
     kroot = kernel_root or debpkg.unpacked(arch.kernel_package, arch.debian)
     kset = kmods.select(kroot, list(modules))
+    base = kmods.select(kroot, [m for m in modules if m not in kmods.FS_MODULES])
     moddir = f"/lib/modules/{kset.version}"
     for rel, data in kset.modules:
         entries[f"{moddir}/{rel}"] = Entry.file(f"{moddir}/{rel}", data)
-    meta = {kmods.ORDER_FILE: kset.order_text(), "modules.dep": kset.dep_text()}
+    meta = {kmods.ORDER_FILE: base.order_text(), "modules.dep": kset.dep_text()}
+    in_base = {rel for rel, _ in base.modules}
+    for fs in (m for m in modules if m in kmods.FS_MODULES):
+        group = kmods.select(kroot, [fs])
+        meta[kmods.fs_order_file(fs)] = "".join(
+            f"{rel}\n" for rel, _ in group.modules if rel not in in_base)
     builtin_list = kmods.KernelTree(kroot, kset.version).dir / "modules.builtin"
     if builtin_list.is_file():
         meta["modules.builtin"] = builtin_list.read_text()

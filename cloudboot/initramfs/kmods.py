@@ -23,6 +23,13 @@ DEFAULT_MODULES = (
     "sd_mod", "sr_mod", "cdrom", "isofs", "vfat", "nls_cp437", "nls_iso8859_1", "nls_ascii",
     "efivarfs", "ext4", "xfs", "btrfs", "af_packet",
 )
+# Loaded by init only once the target's superblock says which one it needs: under TCG, btrfs
+# alone (raid6 benchmarks, crypto self-tests) takes seconds to load.
+FS_MODULES = ("ext4", "xfs", "btrfs")
+
+
+def fs_order_file(fstype: str) -> str:
+    return f"cloudboot.fs.{fstype}.order"
 
 SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
 ORDER_FILE = "cloudboot.order"

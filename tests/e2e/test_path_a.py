@@ -65,3 +65,26 @@ def test_kexec_refused_is_a_handoff_fatal(tmp_path) -> None:
         [image.path], timeout=300)
     assert (result.status, result.category) == ("fail", "handoff"), result.evidence
     assert "EPERM" in result.evidence
+
+
+@pytest.mark.smoke
+def test_embedded_plan_disk_target(tmp_path) -> None:
+    """`cloudboot build --plan-file`: the plan's disk target and its command line are used."""
+    image = debian.build("bookworm", "ext4")
+    plan = tmp_path / "plan.hcl"
+    plan.write_text(f'''
+default_target = "debian"
+target "debian" {{
+  label = "Debian 12 from the local disk"
+  disk {{
+    device = "UUID={image.fs_uuid}"
+  }}
+  cmdline = ["root=UUID={image.fs_uuid}", "ro", "console=ttyS0", "cb.from=plan"]
+}}
+''')
+    result, _ = run_bootstrap(Cell("qemu", "x86_64", "A", "debian-12", "plan"), tmp_path, "",
+                              [image.path], plan_file=plan)
+    assert result.status == "pass", f"{result.category}: {result.evidence}"
+    assert result.userspace is not None
+    assert result.userspace["kernel"] == image.kernel_version
+    assert "cb.from=plan" in result.userspace["cmdline"]
