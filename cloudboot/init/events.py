@@ -24,6 +24,7 @@ PHASES = frozenset(
         "init-start",
         "cmdline",
         "modules-loaded",
+        "fs-modules-loaded",
         "net-up",
         "plan-fetched",
         "disk-found",

@@ -114,3 +114,21 @@ def test_event_json_round_trips_non_ascii_and_paths() -> None:
     raw = out.getvalue().strip()[len(PREFIX):]
     assert raw.isascii()
     assert json.loads(raw)["kernel"] == "/boot/vmlinuz-é"
+
+
+def test_every_emitted_phase_is_declared() -> None:
+    """A phase missing from PHASES only fails inside a guest; catch it here."""
+    import ast
+    from pathlib import Path
+
+    from cloudboot.init import events as events_module
+
+    used = set()
+    for path in Path(events_module.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "emit" and node.args
+                    and isinstance(node.args[0], ast.Constant)):
+                used.add(node.args[0].value)
+    assert used, "found no emit() calls"
+    assert used <= events_module.PHASES, used - events_module.PHASES
