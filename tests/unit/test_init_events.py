@@ -67,6 +67,18 @@ def test_parse_line_tolerates_noise() -> None:
     assert parse_line("hello") is None
 
 
+def _read_until(fd: int, text: str, timeout: float = 5.0) -> str:
+    """A pty hands over what was written in pieces: read until `text` has arrived."""
+    import select
+    import time
+
+    data, deadline = "", time.monotonic() + timeout
+    while text not in data and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            data += os.read(fd, 4096).decode()
+    return data
+
+
 def test_consoles_real_ttys_once_each(tmp_path: Path) -> None:
     """Real pseudo-terminals stand in for ttyS0/hvc0/console; the one behind /dev/console
     (the last name in /sys/class/tty/console/active) is not written twice."""
@@ -87,7 +99,7 @@ def test_consoles_real_ttys_once_each(tmp_path: Path) -> None:
         ev.banner("1.0")
         ev.emit("init-start")
         for name in ("console", "hvc0"):
-            data = os.read(masters[name], 4096).decode()
+            data = _read_until(masters[name], '"phase":"init-start"')
             assert data.count("cloudboot-init 1.0 starting") == 1
             assert '"phase":"init-start"' in data
         os.set_blocking(masters["ttyS0"], False)
