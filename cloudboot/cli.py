@@ -60,6 +60,8 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
     try:
         changes = varstore.reset(Path(args.vars), dry_run=args.dry_run)
+    except varstore.VarStoreError as e:
+        raise CliError(str(e)) from None
     except (OSError, ValueError) as e:
         raise CliError(f"{args.vars}: {e}") from None
     prefix = "would " if args.dry_run else ""

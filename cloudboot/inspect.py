@@ -29,7 +29,10 @@ def inspect_path(path: Path) -> dict[str, Any]:
     if head[FV_SIGNATURE_OFFSET : FV_SIGNATURE_OFFSET + 4] == b"_FVH":
         from cloudboot.efi import varstore
 
-        return {"kind": "vars", "path": str(path), **varstore.describe(path)}
+        try:
+            return {"kind": "vars", **varstore.describe(path)}
+        except varstore.VarStoreError as e:
+            raise InspectError(str(e)) from None
     table = read_gpt(path)
     if table is None:
         raise InspectError(f"{path}: not a UKI, a GPT disk image or an EFI variable store")

@@ -1,0 +1,70 @@
+"""The matrix model: expectations, results.json, the generated table and its staleness check."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lab import matrix
+from lab.cells import Cell, CellResult
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_expectations_parse_and_match() -> None:
+    exps = matrix.load_expectations()
+    vfkit = matrix.expectation(Cell("vfkit", "aarch64", "C", "debian-12", "ext4"), exps)
+    assert vfkit is not None and vfkit.kind == "not_run" and "macOS" in vfkit.reason
+    assert matrix.expectation(Cell("qemu", "x86_64", "A", "debian-12", "ext4"), exps) is None
+
+
+def test_bad_expectation_file_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "expected.toml"
+    bad.write_text('[[fail]]\ncells = "qemu-*"\nreason = "x"\n')
+    with pytest.raises(ValueError, match=r"\[\[fail\]\] #1 needs a `category`"):
+        matrix.load_expectations(bad)
+
+
+def _doc(tmp_path: Path) -> dict:
+    ok = CellResult(Cell("qemu", "x86_64", "A", "debian-12", "ext4"), "pass",
+                    phase_times={"userspace": 41.2}, accel="tcg")
+    bad = CellResult(Cell("qemu", "x86_64", "A", "debian-13", "xfs"), "fail",
+                     category="target-kernel", evidence="panic")
+    path = tmp_path / "results.json"
+    matrix.write_results(path, [ok, bad], {"commit": "abc", "accel": "tcg"})
+    return json.loads(path.read_text())
+
+
+def test_results_cover_every_cell_with_a_status(tmp_path: Path) -> None:
+    doc = _doc(tmp_path)
+    assert len(doc["cells"]) == len(matrix.all_cells())
+    by_id = {c["cell"]: c for c in doc["cells"]}
+    assert by_id["qemu-x86_64-A-debian-12-ext4"]["status"] == "pass"
+    not_run = by_id["vfkit-aarch64-C-debian-12-ext4"]
+    assert not_run["status"] == "not-run" and "macOS" in not_run["reason"]
+    assert by_id["qemu-x86_64-A-debian-12-xfs"]["reason"] == "not selected in this run"
+
+
+def test_render_shows_pass_time_failure_category_and_reasons(tmp_path: Path) -> None:
+    text = matrix.render(_doc(tmp_path))
+    assert "| debian-12 | ext4 | ✓ 41 s |" in text
+    assert "✗ target-kernel" in text
+    assert "vfkit · aarch64" in text and "Virtualization.framework" in text
+    assert "commit: `abc`" in text
+
+
+def test_check_detects_a_stale_table(tmp_path: Path, capsys) -> None:
+    _doc(tmp_path)
+    results, table = tmp_path / "results.json", tmp_path / "MATRIX.md"
+    assert matrix.main(["render", str(results), str(table)]) == 0
+    assert matrix.main(["check", str(results), str(table)]) == 0
+    table.write_text(table.read_text().replace("✓ 41 s", "✓ 1 s"))  # a hand edit
+    assert matrix.main(["check", str(results), str(table)]) == 1
+    assert "stale" in capsys.readouterr().err
+
+
+def test_committed_matrix_is_rendered_from_committed_results() -> None:
+    results, table = ROOT / "matrix" / "results.json", ROOT / "MATRIX.md"
+    if not results.exists():
+        pytest.skip("no matrix/results.json yet: run `nox -s matrix`")
+    assert matrix.main(["check", str(results), str(table)]) == 0
