@@ -18,6 +18,12 @@ from cloudboot.media.timestamps import build_time
 EMBEDDED_PLAN_PATH = "etc/cloud-boot/plan.hcl"
 # Consoles the bootstrap kernel logs to when the caller names none; init writes its events
 # to every console it finds regardless.
+# No nr_cpus=1 on arm64 (the earlier system forced it after machine_kexec's BUG_ON under
+# Apple's hypervisor, where secondary CPUs could not be taken offline). Measured on QEMU virt
+# + AAVMF with -smp 2 (TCG, cortex-a57, Debian 6.1 bootstrap → 6.1 target via kexec_load):
+# "psci: CPU1 killed (polled 0 ms)", then the target kernel "Brought up 1 node, 2 CPUs";
+# tests/e2e/test_path_a_arm64.py::test_kexec_with_two_cpus_online keeps proving it. Where
+# PSCI CPU_OFF is missing, add nr_cpus=1 with --cmdline; VZ takes Path C anyway.
 DEFAULT_CONSOLES = {
     "x86_64": "console=tty0 console=ttyS0,115200",
     "aarch64": "console=tty0 console=ttyAMA0,115200",

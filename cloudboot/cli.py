@@ -156,6 +156,10 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("path")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_inspect)
+
+    from cloudboot import cli_push  # `cloudboot push …` (its handlers import oras lazily)
+
+    cli_push.add_parser(sub)
     return p
 
 

@@ -39,6 +39,7 @@ BUILD = [
     Need("kmod", "modinfo"),
     Need("fdisk", "sfdisk"),
     Need("util-linux", "blkid"),
+    Need("device-tree-compiler", "dtc", required=False, why="check arm64 kexec DTBs"),
 ]
 BOOT_X86 = [
     Need("qemu-system-x86", "qemu-system-x86_64"),
@@ -49,20 +50,44 @@ BOOT_ARM = [
     Need("qemu-system-arm", "qemu-system-aarch64", required=False, why="aarch64/armv7 lanes"),
     Need("qemu-efi-aarch64", "/usr/share/AAVMF/AAVMF_CODE.fd", required=False),
     Need("qemu-efi-arm", "/usr/share/AAVMF/AAVMF32_CODE.fd", required=False),
+    # Foreign-arch target images: the debootstrap second stage runs under qemu-user, which
+    # binfmt-support registers with binfmt_misc (lab/images/foreign.py).
+    Need("qemu-user-static", "/usr/libexec/qemu-binfmt/aarch64-binfmt-P", required=False,
+         why="foreign-arch target images"),
+    Need("binfmt-support", "update-binfmts", required=False),
 ]
+# dpkg architectures a job adds so `apt-get download pkg:arch` finds foreign packages (the
+# arm64 kernel, systemd-stub and Python runtime of the aarch64 bootstrap).
+FOREIGN_ARCHES = {"matrix": ("arm64",)}
 IMAGES = [
     Need("debootstrap", "debootstrap", why="build the lab's Debian target images"),
     Need("debian-archive-keyring", "/usr/share/keyrings/debian-archive-keyring.gpg"),
 ]
 SERVICES = [
     Need("dnsmasq-base", "dnsmasq", required=False, why="DHCP tests in network namespaces"),
+    Need("docker-registry", "docker-registry", required=False,
+         why="OCI registry for push/pull tests and network-plan cells"),
     Need("iproute2", "ip", required=False),
+]
+# The libvirt lane: the daemon and QEMU driver (the lab starts a private session libvirtd),
+# virsh/virt-xml-validate (+ xmllint) for the golden domain XML, and what `pip install
+# libvirt-python` builds against. Not required: without it the libvirt cells say "not run: why".
+LIBVIRT = [
+    Need("libvirt-daemon", "libvirtd", required=False, why="libvirt lane"),
+    # Its driver .so sits under a multiarch path; the copyright file is arch-independent.
+    Need("libvirt-daemon-driver-qemu", "/usr/share/doc/libvirt-daemon-driver-qemu/copyright",
+         required=False, why="libvirt lane"),
+    Need("libvirt-clients", "virt-xml-validate", required=False, why="libvirt lane"),
+    Need("libxml2-utils", "xmllint", required=False, why="validate golden domain XML"),
+    Need("libvirt-dev", "/usr/include/libvirt/libvirt.h", required=False,
+         why="build libvirt-python"),
+    Need("pkg-config", "pkg-config", required=False, why="build libvirt-python"),
 ]
 
 JOBS = {
     "build": BUILD,
-    "tests": BUILD + BOOT_X86 + IMAGES + SERVICES,
-    "matrix": BUILD + BOOT_X86 + BOOT_ARM + IMAGES + SERVICES,
+    "tests": BUILD + BOOT_X86 + IMAGES + SERVICES + LIBVIRT,
+    "matrix": BUILD + BOOT_X86 + BOOT_ARM + IMAGES + SERVICES + LIBVIRT,
 }
 
 
@@ -85,7 +110,40 @@ def _apt(args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(prefix + ["apt-get", *args], capture_output=True, text=True, env=env)
 
 
+def _sudo() -> list[str] | None:
+    if os.geteuid() == 0:
+        return []
+    return ["sudo", "-n"] if shutil.which("sudo") else None
+
+
+def add_foreign_arches(job: str) -> int:
+    """`dpkg --add-architecture` for what `job` needs, then one `apt-get update` if any was
+    added. Returns how many could not be added (each named on stderr)."""
+    wanted = FOREIGN_ARCHES.get(job, ())
+    if not wanted or shutil.which("dpkg") is None:
+        return 0
+    out = subprocess.run(["dpkg", "--print-foreign-architectures"], capture_output=True,
+                         text=True)
+    have = set(out.stdout.split())
+    prefix = _sudo()
+    failed = added = 0
+    for arch in (a for a in wanted if a not in have):
+        r = subprocess.run([*(prefix or []), "dpkg", "--add-architecture", arch],
+                           capture_output=True, text=True) if prefix is not None else None
+        if r is None or r.returncode != 0:
+            why = r.stderr.strip() if r is not None else "not root and no sudo"
+            print(f"hostdeps: warning: cannot add dpkg architecture {arch} ({why}); "
+                  f"its lanes cannot fetch {arch} packages", file=sys.stderr)
+            failed += 1
+        else:
+            added += 1
+    if added:
+        _apt(["update", "-q"])
+    return failed
+
+
 def ensure(job: str, *, quiet: bool = False) -> int:
+    add_foreign_arches(job)
     needs = JOBS[job]
     missing = [n for n in needs if not present(n)]
     if not missing:

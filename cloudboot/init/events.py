@@ -26,6 +26,7 @@ PHASES = frozenset(
         "modules-loaded",
         "fs-modules-loaded",
         "net-up",
+        "metadata",
         "plan-fetched",
         "disk-found",
         "mounted",
@@ -35,6 +36,9 @@ PHASES = frozenset(
         "staged",
         "bootvar-written",
         "rebooting",
+        "menu",
+        "menu-choice",
+        "reset",
         "fatal",
     }
 )

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from cloudboot.arch import host_arch
-from cloudboot.init import kernelimage, pid1
+from cloudboot.init import kernelimage, kexec_arm64, pid1
 
 KEXEC_FILE_UNLOAD = 0x1
 KEXEC_FILE_ON_CRASH = 0x2
@@ -73,6 +73,17 @@ def load(kernel: Path, initrd: Path | None, cmdline: str,
         if initrd is not None:
             ifd = os.open(initrd, os.O_RDONLY | os.O_CLOEXEC)
         kexec_file_load(kfd, ifd, cmdline)
+    except KexecRefused as e:
+        # Debian's arm64 kernels lack KEXEC_FILE (ENOSYS) but have KEXEC: lay the segments
+        # out ourselves and use kexec_load(2) (kexec_arm64.py).
+        if e.errno != errno.ENOSYS or host_arch().name != "aarch64":
+            raise
+        try:
+            kexec_arm64.load(image, initrd, cmdline)
+        except kexec_arm64.KexecLoadError:
+            raise
+        except OSError as err:
+            raise KexecRefused(err.errno or errno.EIO, "kexec_load") from None
     finally:
         os.close(kfd)
         if ifd is not None:

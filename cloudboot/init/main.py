@@ -24,19 +24,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cloudboot
 from cloudboot.arch import host_arch
 from cloudboot.init import (
     blockdev,
+    bootentry,
+    cacheesp,
     cmdline,
     discover,
     events,
     kernelimage,
     kexec,
+    menu,
     modules,
     mount,
+    netboot,  # network, metadata, OCI plans and targets
     pid1,
+    staging,
 )
 from cloudboot.init.errors import Fatal
 
@@ -59,6 +65,8 @@ class Options:
     plan: Path | None = None
     mnt: Path = TARGET_DIR
     dry_run: bool = False
+    sys_root: Path = Path("/sys")  # where block devices are listed (the cache ESP search)
+    dev_root: Path = Path("/dev")
 
 
 @dataclass
@@ -72,6 +80,7 @@ class Source:
     kernel: str | None = None
     initrd: str | None = None
     cmdline: str | None = None  # the plan target's command line
+    oci: list[tuple[str, str]] = field(default_factory=list)  # (slot, ref): an OCI target
 
 
 @dataclass
@@ -84,6 +93,7 @@ class Handoff:
     version: str
     source: str  # how the kernel was found: "override", "bls", "boot-dir", …
     mountpoint: Path | None = None  # unmounted before the jump
+    target: str | None = None  # plan target name; names the Path C entry and files
 
 
 @dataclass
@@ -94,6 +104,9 @@ class Boot:
     ev: events.Events
     cfg: cmdline.BootConfig = field(default_factory=cmdline.BootConfig)
     stage: str = "init-plan"
+    text: str = ""  # the command line as read (metadata overrides are appended to it)
+    facts: Any = None  # net.NetFacts once the network is up
+    registry: Any = None  # oci.Registry, shared by plan and target pulls
 
 
 def parse_argv(argv: list[str]) -> Options:
@@ -136,25 +149,27 @@ def select_source(boot: Boot) -> Source:
                       initrd=cfg.disk_initrd)
     plan_path = opts.plan
     if plan_path is None and cfg.plan:
-        if not cfg.plan.startswith("/"):
-            raise Fatal("init-network", f"cloudboot.plan={cfg.plan}: fetching plans over the "
-                        "network is not built yet; use cloudboot.disk= or an embedded plan")
+        if boot.registry is not None and netboot.is_oci_ref(cfg.plan):
+            text, name = netboot.pull_plan(cfg, boot.registry, boot.ev)
+            return plan_source(boot, Path(name), text=text,
+                               resolver=netboot.oci_resolver(boot.registry))
         plan_path = Path(cfg.plan)
     if plan_path is None and EMBEDDED_PLAN.is_file() and opts.root is None:
         plan_path = EMBEDDED_PLAN
     if plan_path is not None:
         return plan_source(boot, plan_path)
     if cfg.image:
-        raise Fatal("init-network", f"cloudboot.image={cfg.image}: OCI images are not built "
-                    "yet; use cloudboot.disk=")
+        return Source("cmdline", target=None, oci=[("image", cfg.image)])
     if opts.root is not None:
         return Source("--root")
     raise Fatal("init-plan", "nothing to boot: no cloudboot.disk= on the kernel command line "
                 f"and no plan at {EMBEDDED_PLAN}")
 
 
-def plan_source(boot: Boot, path: Path) -> Source:
-    """The `disk {}` source of the selected plan target."""
+def plan_source(boot: Boot, path: Path, *, text: str | None = None,
+                resolver: Any = None) -> Source:
+    """The source of the selected plan target (`disk {}` or OCI refs); `text` is a plan
+    already fetched (path then only names it), `resolver` loads its subplans."""
     try:
         from cloudboot.plan import file_resolver, load_plan, select_target
     except ImportError as e:
@@ -162,11 +177,16 @@ def plan_source(boot: Boot, path: Path) -> Source:
                     ) from e
     try:
         arch = host_arch().name
-        plan = load_plan(path, arch=arch)
-        target = select_target(plan, arch, boot.cfg.target, resolver=file_resolver(path.parent))
+        plan = load_plan(path, text=text, arch=arch)
+        name = boot.cfg.target
+        if name is None and wants_menu(boot.cfg, plan):
+            name = run_menu(boot, plan, arch)
+        target = select_target(plan, arch, name, resolver=resolver or file_resolver(path.parent))
     except (ValueError, OSError) as e:  # PlanError is a ValueError and names file/line/target
         raise Fatal("init-plan", str(e)) from e
     disk = getattr(target, "disk", None)
+    if disk is None and target.source == "oci":
+        return oci_source(boot, target)
     if disk is None:
         raise Fatal("init-plan", f"{path}: target {target.name!r} has no disk {{}} source; "
                     "OCI and subplan sources are not built yet")
@@ -177,6 +197,43 @@ def plan_source(boot: Boot, path: Path) -> Source:
     return Source("plan", target=target.name, device=disk.device, fs=disk.fs or cfg.disk_fs,
                   kernel=disk.kernel or cfg.disk_kernel, initrd=disk.initrd or cfg.disk_initrd,
                   cmdline=target.cmdline)
+
+
+def wants_menu(cfg: cmdline.BootConfig, plan: Any) -> bool:
+    """The plan's `menu {}` or cloudboot.menu=1 shows it; cloudboot.menu=0 hides it."""
+    return cfg.menu if cfg.menu is not None else plan.menu is not None
+
+
+def run_menu(boot: Boot, plan: Any, arch: str) -> str:
+    """Ask on the consoles which eligible target to boot; returns its name."""
+    from cloudboot.plan import eligible_targets
+
+    cfg, ev = boot.cfg, boot.ev
+    targets = eligible_targets(plan, arch)
+    if not targets:
+        raise Fatal("init-plan", f"{plan.filename}: the menu has no target for {arch}")
+    names = [t.name for t in targets]
+    default = names.index(plan.default_target) if plan.default_target in names else 0
+    timeout = cfg.menu_timeout if cfg.menu_timeout is not None else (
+        plan.menu.timeout if plan.menu is not None else 10)
+    prompt = cfg.menu_prompt or (plan.menu.prompt if plan.menu is not None else None)
+    ev.emit("menu", targets=names, default=names[default], timeout=timeout)
+    if boot.opts.pid1:
+        fds = menu.open_inputs([*cmdline.console_devices(cfg.consoles),
+                                *menu.INPUT_CONSOLES])
+    else:
+        fds = [os.dup(0)]
+    def say(text: str) -> None:
+        for sink in ev.sinks:
+            sink.write(text)
+
+    try:
+        choice = menu.run([menu.Item(t.name, t.label) for t in targets], default, timeout,
+                          fds, say, prompt)
+    finally:
+        menu.close_inputs(fds)
+    ev.emit("menu-choice", target=names[choice.index], how=choice.how)
+    return names[choice.index]
 
 
 # --- device and mount -----------------------------------------------------------------------
@@ -297,8 +354,9 @@ def sink_kexec(boot: Boot, h: Handoff) -> None:
     try:
         image = kexec.load(h.kernel, h.initrd, h.cmdline, WORK_DIR)
     except kexec.KexecRefused as e:
-        raise Fatal("handoff", f"kexec_file_load of {h.kernel} refused: {e.name} "
-                    f"({os.strerror(e.errno or 0)})") from e
+        why = f"kexec_file_load of {h.kernel} refused: {e.name} ({os.strerror(e.errno or 0)})"
+        fall_back_to_reboot(boot, h, why)
+        raise Fatal("handoff", why) from e
     except (OSError, ValueError) as e:  # unreadable file, corrupt compressed kernel
         raise Fatal("handoff", f"cannot prepare {h.kernel} for kexec: {e}") from e
     boot.ev.emit("kexec-load", kernel=str(h.kernel), loaded=str(image),
@@ -312,12 +370,101 @@ def sink_kexec(boot: Boot, h: Handoff) -> None:
     try:
         kexec.execute()
     except kexec.KexecRefused as e:
+        if h.kernel.exists():  # the target fs may be unmounted by now
+            fall_back_to_reboot(boot, h, str(e))
         raise Fatal("handoff", f"{e}") from e
 
 
+def fall_back_to_reboot(boot: Boot, h: Handoff, why: str) -> None:
+    """kexec refused (Apple VZ traps it): take Path C when a cache ESP is attached;
+    returns only when there is none."""
+    try:
+        esp = cacheesp.find(boot.opts.sys_root, boot.opts.dev_root, timeout=0)
+    except cacheesp.CacheEspError:
+        return
+    boot.ev.log(f"{why}; a cache ESP is attached ({esp.devpath}): falling back to "
+                "cloudboot.exit=reboot")
+    sink_reboot(boot, h)
+
+
+ESP_MNT = WORK_DIR / "cache-esp"
+
+
 def sink_reboot(boot: Boot, h: Handoff) -> None:
-    # Path C (stage on the cache ESP, Boot####, reboot) plugs in here.
-    raise Fatal("handoff", "cloudboot.exit=reboot: reboot sink not built yet")
+    """Path C: stage on the cache ESP, write Boot#### (+ BootOrder or BootNext), restart.
+    Returns only by raising Fatal."""
+    ev, cfg = boot.ev, boot.cfg
+    target = h.target or h.version
+    opts = boot.opts
+    try:  # disks appear late in a guest; a host run (tests) does not wait
+        esp = cacheesp.find(opts.sys_root, opts.dev_root, timeout=5.0 if opts.pid1 else 0.0)
+    except cacheesp.CacheEspError as e:
+        raise Fatal("handoff", str(e)) from e
+    if esp.warning:
+        ev.log(f"warning: {esp.warning}")
+    try:
+        kernel = staging.kernel_for_firmware(h.kernel.read_bytes(), host_arch().pe_machine)
+        bootentry.prepare()
+        entries = bootentry.read_entries()
+        refs = staging.referenced_names(bootentry.referenced_paths(entries))
+        staging.mount_rw(esp.devpath, ESP_MNT)
+        try:
+            staged = staging.stage(ESP_MNT, target, kernel, h.initrd, referenced=refs)
+        finally:
+            staging.unmount(ESP_MNT)
+    except (OSError, ValueError) as e:
+        raise Fatal("handoff", f"staging {target} on {esp.devpath}: {e}") from e
+    ev.emit("staged", target=target, esp=esp.devpath, kernel=staged.kernel.efi_path,
+            kernel_bytes=staged.kernel.size, kernel_sha256=staged.kernel.sha256,
+            initrd=staged.initrd.efi_path if staged.initrd else None,
+            initrd_bytes=staged.initrd.size if staged.initrd else None,
+            dropped=staged.dropped, seconds=staged.seconds)
+    option = bootentry.build_option(target, esp.partition, h.cmdline, h.initrd is not None)
+    try:
+        written = bootentry.write(option, boot_next=cfg.bootnext, entries=entries)
+    except (OSError, ValueError) as e:
+        raise Fatal("handoff", f"{e}") from e
+    ev.emit("bootvar-written", number=f"{written.number:04X}", variable=written.name,
+            description=written.description, device_path=option.path_text(),
+            options=option.optional_text(), replaced=written.replaced,
+            boot_order=None if written.boot_order is None
+            else [f"{n:04X}" for n in written.boot_order],
+            boot_next=None if written.boot_next is None else f"{written.boot_next:04X}")
+    if h.mountpoint is not None:
+        try:
+            mount.umount(h.mountpoint)
+        except OSError as e:
+            ev.log(f"warning: {e} (continuing: the mount is read-only)")
+    ev.emit("rebooting", action="restart", target=target)
+    try:
+        pid1.restart()
+    except OSError as e:
+        raise Fatal("handoff", f"reboot(LINUX_REBOOT_CMD_RESTART) failed: {e}") from e
+
+
+def reset_guest(boot: Boot) -> None:
+    """cloudboot.reset=1: remove only cloudboot's Boot#### and staged files."""
+    ev = boot.ev
+    removed: list[str] = []
+    try:
+        bootentry.prepare()
+        removed += bootentry.reset()
+    except OSError as e:
+        raise Fatal("handoff", f"cloudboot.reset=1: {e}") from e
+    try:
+        esp = cacheesp.find(boot.opts.sys_root, boot.opts.dev_root, timeout=2)
+    except cacheesp.CacheEspError as e:
+        ev.log(f"cloudboot.reset=1: no staged files to remove ({e})")
+    else:
+        try:
+            staging.mount_rw(esp.devpath, ESP_MNT)
+            try:
+                removed += staging.remove_all(ESP_MNT)
+            finally:
+                staging.unmount(ESP_MNT)
+        except OSError as e:
+            raise Fatal("handoff", f"cloudboot.reset=1: {esp.devpath}: {e}") from e
+    ev.emit("reset", removed=removed)
 
 
 # Exit name (cloudboot.exit=) -> sink. Replace entries to add Path C's staging sink.
@@ -325,6 +472,84 @@ sinks: dict[str, Callable[[Boot, Handoff], None]] = {"kexec": sink_kexec, "reboo
 
 
 # --- the flow -------------------------------------------------------------------------------
+# --- network sources (cloudboot/init/netboot.py does the work) --------------------------------
+def network(boot: Boot) -> cmdline.BootConfig:
+    """Link up (PID 1 only: a host run uses the host's network), then metadata overrides;
+    returns the command-line settings with the overrides applied."""
+    boot.stage = "init-network"
+    if boot.opts.pid1:
+        boot.facts = netboot.bring_up(boot.cfg, boot.ev)
+    cfg = netboot.apply_metadata(boot.cfg, boot.text, boot.ev)
+    boot.registry = netboot.registry(cfg, boot.ev.log)
+    boot.stage = "init-plan"
+    return cfg
+
+
+def oci_source(boot: Boot, target: Any) -> Source:
+    """A plan target whose kernel/initrd come from OCI refs (slots in override order)."""
+    slots = [("index", target.index)] if target.index else []
+    slots += [("kernel", target.kernel)] if target.kernel else []
+    slots += [("initrd", r) for r in target.initrd] + [("modules", r) for r in target.modules]
+    if boot.registry is None:  # an embedded plan with an OCI target: bring the network up now
+        boot.cfg = network(boot)
+    return Source("plan", target=target.name, cmdline=target.cmdline, oci=slots)
+
+
+def run_oci(boot: Boot, src: Source) -> int:
+    """Pull the target into /run, build its command line, hand off."""
+    ev, cfg, opts = boot.ev, boot.cfg, boot.opts
+    boot.stage = "init-network"
+    if boot.registry is None:
+        boot.cfg = cfg = network(boot)
+    # /run/cloudboot/oci in the guest; beside --mnt on host runs
+    pulled = netboot.pull_target(boot.registry, src.oci, opts.mnt.parent / "oci", ev)
+    boot.stage = "init-plan"
+    facts = boot.facts.placeholders() if boot.facts is not None else {}
+    first = src.oci[0][1] if src.oci else ""
+    facts["Registry"] = netboot.parse_ref(first).host if first else ""
+    if cfg.cmdline is not None:
+        line, origin = cfg.cmdline, "cloudboot.cmdline"
+    elif src.cmdline:
+        from cloudboot.plan import render_cmdline
+
+        try:
+            line, origin = render_cmdline(src.cmdline, facts), "plan"
+        except ValueError as e:
+            raise Fatal("init-plan", str(e)) from e
+    elif pulled.cmdline:
+        line, origin = pulled.cmdline, "cmdline-layer"
+    else:
+        raise Fatal("init-plan", f"{src.oci[-1][1]}: no command line for the target (no plan "
+                    "cmdline, no cmdline layer): set one or give cloudboot.cmdline=")
+    if not any(name == "console" for name, _ in cmdline.split(line)):
+        line = " ".join([line, *cmdline.console_args(cfg)]).strip()
+    try:
+        version = (kernelimage.version_string(pulled.kernel.read_bytes()) or "").split()
+    except (OSError, ValueError):
+        version = []
+    h = Handoff(pulled.kernel, pulled.initrd, line, version[0] if version else "unknown",
+                "oci", None, src.target)
+    rate = pulled.kernel_bytes / pulled.kernel_seconds if pulled.kernel_seconds else None
+    ev.emit("materialised", kernel=str(h.kernel), initrd=str(h.initrd) if h.initrd else None,
+            version=h.version, found_by="oci", cmdline=line, cmdline_from=origin,
+            refs=pulled.refs, bytes=pulled.bytes, seconds=pulled.seconds,
+            kernel_bytes_per_s=round(rate) if rate else None)
+    boot.stage = "handoff"
+    sink = sinks.get(cfg.exit)
+    if sink is None:
+        raise Fatal("handoff", f"cloudboot.exit={cfg.exit}: no sink for it")
+    if opts.dry_run:
+        plan = {"exit": cfg.exit, "kernel": str(h.kernel),
+                "initrd": str(h.initrd) if h.initrd else None, "cmdline": h.cmdline,
+                "version": h.version}
+        ev.log(DRY_RUN + json.dumps(plan, separators=(",", ":")))
+        return 0
+    if not opts.pid1:
+        raise Fatal("handoff", "not PID 1: refusing to hand off (use --dry-run)")
+    sink(boot, h)
+    raise Fatal("handoff", f"the {cfg.exit} sink returned without handing off")
+
+
 def run(boot: Boot) -> int:
     """Everything between init-start and the hand-off; raises Fatal on any failure."""
     ev, opts = boot.ev, boot.opts
@@ -352,9 +577,23 @@ def run(boot: Boot) -> int:
             ev.log(f"module {name} failed to load: {why}")
         ev.emit("modules-loaded", **report.summary())
 
+    boot.text = text
+    if netboot.needs_network(cfg):
+        cfg = boot.cfg = network(boot)
+
+    if cfg.reset:
+        if not opts.pid1:
+            raise Fatal("handoff", "cloudboot.reset=1 needs PID 1 (it writes EFI variables)")
+        # Then on into the menu in this same boot: rebooting would run the reset again.
+        reset_guest(boot)
+        if cfg.menu is None:
+            cfg.menu = True
+
     src = select_source(boot)
     ev.emit("target-selected", origin=src.origin, target=src.target, device=src.device,
-            exit=cfg.exit)
+            oci=[r for _, r in src.oci] or None, exit=cfg.exit)
+    if src.oci:
+        return run_oci(boot, src)
 
     boot.stage = "init-disk"
     root, dev = attach(boot, src)
@@ -362,7 +601,8 @@ def run(boot: Boot) -> int:
     try:
         cand = choose_kernel(boot, src, root, dev)
         line, line_origin = chain_cmdline(boot, src, cand, root, dev)
-        h = Handoff(cand.kernel, cand.initrd, line, cand.version, cand.source, mounted)
+        h = Handoff(cand.kernel, cand.initrd, line, cand.version, cand.source, mounted,
+                    src.target)
         ev.emit("materialised", kernel=str(cand.kernel), initrd=str(cand.initrd)
                 if cand.initrd else None, version=cand.version, found_by=cand.source,
                 cmdline=line, cmdline_from=line_origin)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cloudboot.arch import get_arch, host_arch
 from cloudboot.fsutil import cache_dir
+from lab.images import foreign
 from lab.images.buildcache import build_once, mounts_under, progress
 
 # Bump when the steps below change what ends up in the tree.
@@ -76,9 +77,12 @@ def build_rootfs(recipe: RootfsRecipe) -> Path:
     if recipe.release not in RELEASES:
         raise RootfsError(f"unknown Debian release {recipe.release!r} (known: {RELEASES})")
     arch = get_arch(recipe.arch)
-    if arch != host_arch():
-        raise RootfsError(f"root tree for {arch.name}: only the host architecture "
-                          f"({host_arch().name}) is supported (no foreign debootstrap yet)")
+    if foreign.is_foreign(arch):
+        try:
+            foreign.ensure_binfmt(arch)
+        except foreign.ForeignError as e:
+            raise RootfsError(f"root tree for {arch.name} on a {host_arch().name} host: "
+                              f"{e}") from None
     final = cache_dir("images", "rootfs") / f"{recipe.release}-{arch.debian}-{recipe.key()[:16]}"
     return build_once(final, lambda tmp: _debootstrap(recipe, tmp))
 
@@ -90,11 +94,12 @@ def _debootstrap(recipe: RootfsRecipe, work: Path) -> None:
     mirror = os.environ.get("CLOUDBOOT_DEBIAN_MIRROR", DEFAULT_MIRROR)
     started = time.monotonic()
     progress(f"debootstrap {recipe.release}/{arch.debian} + {','.join(recipe.packages)}")
-    _run(["debootstrap", "--variant=minbase", f"--arch={arch.debian}", "--components=main",
-          f"--include={','.join(recipe.packages)}", f"--cache-dir={debs}",
-          recipe.release, str(tree), mirror],
-         f"debootstrap of {recipe.release}/{arch.debian} into {tree}",
-         log=work / "debootstrap.log")
+    # A foreign arch takes two runs: --foreign unpacks, the second stage runs under qemu-user.
+    steps = foreign.debootstrap_commands(recipe.release, arch, tree, mirror, recipe.packages,
+                                         debs)
+    for n, cmd in enumerate(steps, 1):
+        _run(cmd, f"debootstrap ({n}/{len(steps)}) of {recipe.release}/{arch.debian} into "
+             f"{tree}", log=work / f"debootstrap-{n}.log")
     progress(f"debootstrap {recipe.release}/{arch.debian} done", started)
 
     conf = tree / "etc/initramfs-tools/conf.d/cloudboot.conf"

@@ -157,13 +157,14 @@ def test_host_run_never_hands_off(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "kexec-load" not in [e["phase"] for e in evs]
 
 
-def test_reboot_sink_is_a_handoff_fatal(tmp_path: Path) -> None:
-    boot = init_main.Boot(init_main.Options(), Events([]))
+def test_reboot_sink_without_cache_esp_is_a_handoff_fatal(tmp_path: Path) -> None:
+    (tmp_path / "sys" / "class" / "block").mkdir(parents=True)  # a machine with no disks
+    boot = init_main.Boot(init_main.Options(sys_root=tmp_path / "sys"), Events([]))
     h = init_main.Handoff(tmp_path / "k", None, "x", "1", "override")
     with pytest.raises(Fatal) as err:
         init_main.sinks["reboot"](boot, h)
     assert err.value.category == "handoff"
-    assert "reboot sink not built yet" in err.value.message
+    assert "no cache ESP" in err.value.message and "cloudboot cache-disk" in err.value.message
     assert set(init_main.sinks) == {"kexec", "reboot"}
 
 

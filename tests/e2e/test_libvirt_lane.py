@@ -1,0 +1,89 @@
+"""The libvirt lane: Path A cells booted through a real libvirtd, judged like the QEMU lane.
+
+Without libvirt (binding, daemon) every cell is recorded and skipped as "not run: <why>".
+"""
+
+from __future__ import annotations
+
+import secrets
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from lab.cells import DISTROS, FILESYSTEMS, Cell, CellResult
+from lab.libvirt_runner import (
+    libvirt_connection,
+    run_bootstrap,
+    run_path_a_disk,
+    unavailable_reason,
+)
+from lab.matrix import expectation
+
+pytestmark = [pytest.mark.e2e, pytest.mark.boot]
+
+GOLDEN = Path(__file__).parent.parent / "unit" / "golden"
+SMOKE = {"libvirt-x86_64-A-debian-12-ext4"}
+CELLS = [Cell("libvirt", "x86_64", "A", d, fs) for d in DISTROS for fs in FILESYSTEMS]
+
+
+def _require_libvirt(cell: Cell | None = None, record_cell=None) -> None:  # noqa: ANN001
+    why = unavailable_reason()
+    if why is None:
+        return
+    if cell is not None and record_cell is not None:
+        record_cell(CellResult(cell=cell, status="not-run", reason=why))
+    pytest.skip(f"not run: {why}")
+
+
+@pytest.mark.parametrize("cell", [
+    pytest.param(c, id=c.id, marks=[pytest.mark.smoke] if c.id in SMOKE else []) for c in CELLS
+])
+def test_path_a_through_libvirt(cell: Cell, tmp_path, record_cell) -> None:
+    _require_libvirt(cell, record_cell)
+    result = run_path_a_disk(cell, tmp_path)
+    expected = expectation(cell)
+    if expected is not None and expected.kind == "fail":
+        assert result.status == "fail" and result.category == expected.category, result.evidence
+        result.status, result.reason = "xfail", expected.reason
+    record_cell(result)
+    if result.status == "xfail":
+        return
+    assert result.status == "pass", f"{result.category}: {result.evidence}"
+    assert result.banners == 1, "cloudboot-init must run exactly once"
+    times = result.phase_times
+    assert times["disk-found"] < times["kexec-load"] < times["userspace"]
+    # It really went through libvirt: the domain XML and libvirt's QEMU log are in the cell.
+    vm = tmp_path / "vm"
+    assert ET.parse(vm / "domain.xml").getroot().findtext("name", "").startswith(cell.id)
+    assert "qemu-system-x86_64" in (vm / "qemu.log").read_text()
+
+
+def test_fatal_through_libvirt_is_an_init_disk_failure(tmp_path) -> None:
+    """A guest that powers itself off after a fatal event ends the domain; the verdict holds."""
+    _require_libvirt()
+    cell = Cell("libvirt", "x86_64", "A", "debian-12", "nodisk")
+    result, _ = run_bootstrap(cell, tmp_path,
+                              "cloudboot.disk=LABEL=nosuchdisk cloudboot.disk.timeout=3", [],
+                              timeout=300)
+    assert (result.status, result.category) == ("fail", "init-disk"), result.evidence
+    assert "nosuchdisk" in result.evidence
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("case", ["x86_64", "x86_64-net-cdrom-scsi",
+                                  "x86_64-plain-nic-file-console"])
+def test_libvirt_accepts_golden_domains(case: str) -> None:
+    """libvirtd's own parser and QEMU capability checks take every golden x86_64 domain."""
+    _require_libvirt()
+    conn = libvirt_connection().conn
+    root = ET.fromstring((GOLDEN / f"libvirt-{case}.xml").read_text())
+    name = f"golden-check-{secrets.token_hex(3)}"
+    root.find("name").text = name  # type: ignore[union-attr]
+    dom = conn.defineXML(ET.tostring(root, encoding="unicode"))
+    try:
+        live = ET.fromstring(dom.XMLDesc(0))
+        assert live.findtext("os/loader") == root.findtext("os/loader")
+        assert live.find("devices/interface") is None or case.endswith("file-console")
+    finally:
+        dom.undefineFlags(4)  # VIR_DOMAIN_UNDEFINE_NVRAM: keep the session's state clean
