@@ -68,3 +68,29 @@ def test_committed_matrix_is_rendered_from_committed_results() -> None:
     if not results.exists():
         pytest.skip("no matrix/results.json yet: run `nox -s matrix`")
     assert matrix.main(["check", str(results), str(table)]) == 0
+
+
+def test_judge_expected_and_known_failures(tmp_path: Path) -> None:
+    toml = tmp_path / "expected.toml"
+    toml.write_text(
+        '[[fail]]\ncells = "vfkit-*-A-*"\ncategory = "handoff"\nreason = "VZ traps kexec"\n'
+        '[[known]]\ncells = "qemu-*-debian-13-*"\ncategory = "target-kernel"\n'
+        'reason = "emulator bug"\n')
+    exps = matrix.load_expectations(toml)
+    must_fail = CellResult(Cell("vfkit", "aarch64", "A", "debian-12", "ext4"), "fail",
+                           category="handoff")
+    assert matrix.judge(must_fail, exps) == "VZ traps kexec"
+    assert must_fail.status == "xfail"
+    wrong = CellResult(Cell("vfkit", "aarch64", "A", "debian-12", "xfs"), "fail",
+                       category="init-disk")
+    with pytest.raises(AssertionError, match="must fail as handoff"):
+        matrix.judge(wrong, exps)
+    unexpected_pass = CellResult(Cell("vfkit", "aarch64", "A", "debian-12", "btrfs"), "pass")
+    assert matrix.judge(unexpected_pass, exps) is None and unexpected_pass.status == "xpass"
+    known = CellResult(Cell("qemu", "x86_64", "A", "debian-13", "xfs"), "fail",
+                       category="target-kernel")
+    assert "emulator bug" in (matrix.judge(known, exps) or "")
+    assert known.status == "fail" and known.reason == "emulator bug"  # the table keeps the ✗
+    other = CellResult(Cell("qemu", "x86_64", "A", "debian-13", "ext4"), "fail",
+                       category="init-disk")
+    assert matrix.judge(other, exps) is None  # any other failure is a real failure
