@@ -8,11 +8,12 @@ Standard library only: runs as PID 1 in the bootstrap initramfs.
 
 from __future__ import annotations
 
-import http.client
 import importlib
 import json
 import urllib.parse
 from dataclasses import dataclass, field
+
+from cloudboot import httpmini
 
 OPENSTACK_URL = "http://169.254.169.254/openstack/latest/meta_data.json"
 TIMEOUT = 10.0
@@ -92,10 +93,10 @@ def fetch(url: str, token: str | None = None, *, timeout: float = TIMEOUT,
             # only when packed: a plain import would pull ssl + libcrypto into the closure
             ssl = importlib.import_module(TLS_MODULE)
 
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            conn: httpmini.HTTPConnection = httpmini.HTTPSConnection(
                 parts.netloc, timeout=timeout, context=ssl.create_default_context())
         else:
-            conn = http.client.HTTPConnection(parts.netloc, timeout=timeout)
+            conn = httpmini.HTTPConnection(parts.netloc, timeout=timeout)
         try:
             conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else "") or "/",
                          headers=headers)
@@ -106,7 +107,7 @@ def fetch(url: str, token: str | None = None, *, timeout: float = TIMEOUT,
     except ImportError:
         md.error = f"{real}: no TLS support in this initramfs"
         return md
-    except (OSError, http.client.HTTPException) as e:
+    except (OSError, httpmini.HTTPException) as e:
         md.error = f"{real}: {type(e).__name__}: {e}"
         return md
     md.bytes = len(body)

@@ -1,4 +1,4 @@
-"""A registry client over http.client: manifests, digest-checked blobs, auth, retries.
+"""A registry client over cloudboot.httpmini: manifests, digest-checked blobs, auth, retries.
 
 Standard library only (it runs in the guest, where `ssl` is only there if someone packed it:
 https refs then fail with a clear message). Every fetch is capped in size and checked against
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import importlib
 import json
 import os
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from cloudboot import httpmini
 from cloudboot.oci import mediatypes as mt
 from cloudboot.oci.manifest import Descriptor, Manifest, ManifestError, parse_manifest
 from cloudboot.oci.ref import Reference
@@ -69,9 +69,9 @@ class Registry:
     def _scheme(self, ref: Reference) -> str:
         return ref.scheme or ("http" if self.insecure else "https")
 
-    def _connect(self, scheme: str, host: str) -> http.client.HTTPConnection:
+    def _connect(self, scheme: str, host: str) -> httpmini.HTTPConnection:
         if scheme == "http":
-            return http.client.HTTPConnection(host, timeout=self.timeout)
+            return httpmini.HTTPConnection(host, timeout=self.timeout)
         try:
             # Not a plain `import`: the initramfs closure would then pack ssl + libcrypto
             # (~2.5 MB gzip). HTTPS works where ssl exists (the host); the guest says so.
@@ -79,7 +79,7 @@ class Registry:
         except ImportError:
             raise OCIError("network", f"https://{host}: no TLS support in this environment "
                            "(use cloudboot.insecure=1 for an http registry)") from None
-        return http.client.HTTPSConnection(host, timeout=self.timeout,
+        return httpmini.HTTPSConnection(host, timeout=self.timeout,
                                            context=ssl.create_default_context())
 
     def _say(self, text: str) -> None:
@@ -97,7 +97,7 @@ class Registry:
 
     def _open(self, method: str, ref: Reference, path: str, *, headers: dict[str, str],
               body: bytes | IO[bytes] | None, scope: str
-              ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+              ) -> tuple[httpmini.HTTPConnection, httpmini.HTTPResponse]:
         """One request with retries, auth challenges and redirects; returns the open
         connection and response (the caller reads and closes). Non-2xx/3xx answers other
         than retried ones are returned as they are."""
@@ -113,7 +113,7 @@ class Registry:
                     body.seek(0)  # type: ignore[union-attr]
                 conn.request(method, url, body=body, headers=hdrs)
                 resp = conn.getresponse()
-            except (OSError, http.client.HTTPException) as e:
+            except (OSError, httpmini.HTTPException) as e:
                 conn.close()
                 attempt = self._retry(attempt, f"{method} {scheme}://{host}{url}: {e}")
                 continue
@@ -180,7 +180,7 @@ class Registry:
             conn.request("GET", p.path + (f"?{p.query}" if p.query else ""), headers=hdrs)
             resp = conn.getresponse()
             body = resp.read(1 << 16)
-        except (OSError, http.client.HTTPException) as e:
+        except (OSError, httpmini.HTTPException) as e:
             raise OCIError("auth", f"token endpoint {realm}: {e}") from None
         finally:
             conn.close()
@@ -208,7 +208,7 @@ class Registry:
             if len(data) > cap:
                 raise OCIError("too-large", f"{ref}: {path}: answer larger than {cap} bytes")
             return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
-        except (OSError, http.client.HTTPException) as e:
+        except (OSError, httpmini.HTTPException) as e:
             raise OCIError("network", f"{ref}: {path}: {e}") from None
         finally:
             conn.close()
@@ -253,7 +253,7 @@ class Registry:
             while True:
                 try:
                     chunk = resp.read(CHUNK)
-                except (OSError, http.client.HTTPException) as e:
+                except (OSError, httpmini.HTTPException) as e:
                     raise OCIError("network", f"{ref}: blob {desc.digest}: {e}") from None
                 if not chunk:
                     break
