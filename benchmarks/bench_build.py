@@ -39,6 +39,8 @@ def pipeline(kernel: Path, initrd: Path, stub: Path, work: Path) -> Path:
         "--add-section", f".initrd={initrd}", "--change-section-vma", ".initrd=0x3000000",
         "--add-section", f".linux={kernel}", "--change-section-vma", ".linux=0x2000000",
         str(stub), str(uki)], check=True)
+    for stale in (efi_img, out):
+        stale.unlink(missing_ok=True)
     size_kib = (uki.stat().st_size * 103 // 100 + (1 << 20)) // 1024 // 1024 * 1024 + 1024
     subprocess.run(["mkfs.vfat", "-C", "-n", "CLOUDBOOT", str(efi_img), str(size_kib)],
                    check=True, capture_output=True)
