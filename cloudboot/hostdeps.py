@@ -68,6 +68,8 @@ SERVICES = [
     Need("docker-registry", "docker-registry", required=False,
          why="OCI registry for push/pull tests and network-plan cells"),
     Need("iproute2", "ip", required=False),
+    Need("socat", "socat", required=False,
+         why="per-connection guestfwd from guests to lab services (registry, metadata)"),
 ]
 # The libvirt lane: the daemon and QEMU driver (the lab starts a private session libvirtd),
 # virsh/virt-xml-validate (+ xmllint) for the golden domain XML, and what `pip install

@@ -24,27 +24,39 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cloudboot
 from cloudboot.arch import host_arch
 from cloudboot.init import (
     blockdev,
-    bootentry,
-    cacheesp,
     cmdline,
     discover,
     events,
     kernelimage,
     kexec,
-    menu,
     modules,
     mount,
-    netboot,  # network, metadata, OCI plans and targets
     pid1,
-    staging,
 )
 from cloudboot.init.errors import Fatal
+
+if TYPE_CHECKING:
+    from cloudboot.init import (
+        bootentry,
+        cacheesp,
+        menu,
+        netboot,  # network, metadata, OCI plans and targets
+        staging,
+    )
+else:  # loaded on first use: a disk boot through kexec needs none of them
+    from cloudboot.init.lazy import LazyModule
+
+    bootentry = LazyModule("cloudboot.init.bootentry")
+    cacheesp = LazyModule("cloudboot.init.cacheesp")
+    menu = LazyModule("cloudboot.init.menu")
+    netboot = LazyModule("cloudboot.init.netboot")
+    staging = LazyModule("cloudboot.init.staging")
 
 VERSION: str = getattr(cloudboot, "__version__", "0.1.0")
 TARGET_DIR = Path("/run/cloudboot/target")

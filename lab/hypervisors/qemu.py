@@ -61,6 +61,15 @@ class Disk:
     format: str = "raw"
 
 
+def guestfwd(guest: str, host: str) -> str:
+    """A guestfwd rule that opens a NEW host connection for every guest connection.
+
+    The plain `…-tcp:host:port` form connects one chardev once and pours every guest
+    connection into it: the second request after a `Connection: close` reaches nobody.
+    """
+    return f"tcp:{guest}-cmd:socat - TCP:{host}"
+
+
 @dataclass(frozen=True)
 class UserNet:
     """QEMU user networking; restrict=True keeps the guest off everything but the forwards."""

@@ -19,7 +19,7 @@ from cloudboot.oci.push import push_artifact, push_plan
 from lab import registry as labreg
 from lab.cells import Cell, CellResult, Stopwatch, file_digest
 from lab.firmware import select_firmware
-from lab.hypervisors.qemu import Disk, UserNet, VMSpec
+from lab.hypervisors.qemu import Disk, UserNet, VMSpec, guestfwd
 from lab.images import debian
 from lab.profiles import get_profile
 from lab.runner import boot, build_bootstrap_iso, check_userspace, verdict
@@ -99,7 +99,7 @@ target "debian" {{
 ''')
     push_plan(f"http://{reg.host}/plans/test:1", plan)
     nic = UserNet(restrict=True, model=NIC_MODEL,
-                  guestfwd=(f"tcp:{GUEST_REGISTRY}-tcp:{reg.host}",))
+                  guestfwd=(guestfwd(GUEST_REGISTRY, reg.host),))
     cell = Cell("qemu", "x86_64", "A", "debian-12", "ext4-oci-plan")
     result = _boot(cell, tmp_path, f"cloudboot.plan={GUEST_REGISTRY}/plans/test:1 "
                    "cloudboot.insecure=1", image, nic)
@@ -159,8 +159,8 @@ target "debian" {{
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         nic = UserNet(restrict=True, model=NIC_MODEL, net="169.254.0.0/16", guestfwd=(
-            f"tcp:169.254.169.254:80-tcp:127.0.0.1:{server.server_address[1]}",
-            f"tcp:{guest_reg}-tcp:{reg.host}"))
+            guestfwd("169.254.169.254:80", f"127.0.0.1:{server.server_address[1]}"),
+            guestfwd(guest_reg, reg.host)))
         cell = Cell("qemu", "x86_64", "A", "debian-12", "ext4-metadata")
         result = _boot(cell, tmp_path, f"cloudboot.plan={guest_reg}/plans/md:1 "
                        "cloudboot.insecure=1 cloudboot.target=broken "
