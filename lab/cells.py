@@ -35,7 +35,8 @@ class Cell:
 
     @staticmethod
     def from_id(text: str) -> Cell:
-        hv, arch, path, d1, d2, fs = text.split("-")
+        # The last field may itself hold dashes (extra cells such as "ext4-oci-plan").
+        hv, arch, path, d1, d2, fs = text.split("-", 5)
         return Cell(hv, arch, path, f"{d1}-{d2}", fs)
 
 

@@ -94,3 +94,8 @@ def test_judge_expected_and_known_failures(tmp_path: Path) -> None:
     other = CellResult(Cell("qemu", "x86_64", "A", "debian-13", "ext4"), "fail",
                        category="init-disk")
     assert matrix.judge(other, exps) is None  # any other failure is a real failure
+
+
+def test_cell_ids_round_trip_with_dashes_in_the_last_field() -> None:
+    cell = Cell("qemu", "x86_64", "A", "debian-12", "ext4-oci-plan")
+    assert Cell.from_id(cell.id) == cell
