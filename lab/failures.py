@@ -80,6 +80,9 @@ def _fatal(events: Sequence[GuestEvent]) -> GuestEvent | None:
     return next((e for e in events if e.phase == "fatal"), None)
 
 
+_KERNEL_START = re.compile(r"Linux version \d|EFI stub: ")
+
+
 def classify(console_text: str, events: Sequence[GuestEvent], reached_userspace: bool,
              timed_out: bool) -> Verdict:
     """One verdict for a finished run (see module docstring for the rules)."""
@@ -99,6 +102,10 @@ def classify(console_text: str, events: Sequence[GuestEvent], reached_userspace:
         m = sig.pattern.search(console_text)
         if m:
             hits.append((m.start(), sig, m))
+    # The firmware moving on from one Boot#### to the next is not the failure when a kernel
+    # started after it (a stale or foreign entry first in BootOrder does that on every boot).
+    hits = [h for h in hits if h[1].name != "firmware boot failure"
+            or not _KERNEL_START.search(console_text, h[0])]
     if hits:
         start, sig, m = min(hits, key=lambda h: h[0])
         after = handoff is not None and start >= handoff

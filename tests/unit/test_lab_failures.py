@@ -76,3 +76,15 @@ def test_real_consoles() -> None:
     shell = log_text(CONSOLES / "ovmf-no-media-shell.log")
     v = classify(shell, [], False, True)
     assert v.category == "firmware" and "UEFI Interactive Shell" in v.evidence
+
+
+def test_firmware_skipping_a_dead_entry_is_not_the_failure() -> None:
+    from lab.failures import classify
+
+    text = ('BdsDxe: failed to load Boot0000 "file shimx64.efi" from HD(1,GPT,x): Not Found\n'
+            "BdsDxe: starting Boot0002\n[    0.000000] Linux version 6.12.1\n"
+            "[    2.0] Kernel panic - not syncing: Fatal exception in interrupt\n")
+    v = classify(text, [], reached_userspace=False, timed_out=False)
+    assert (v.passed, v.category) == (False, "bootstrap-kernel")
+    alone = 'BdsDxe: failed to load Boot0000 "file shimx64.efi"\nShell> '
+    assert classify(alone, [], False, False).category == "firmware"
