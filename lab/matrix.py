@@ -116,8 +116,9 @@ def write_results(path: Path, results: list[CellResult], prov: dict[str, Any]) -
     for cell in all_cells():
         r = by_id.pop(cell.id, None)
         if r is None:
-            e = expectation(cell, expectations)
-            reason = e.reason if e and e.kind == "not_run" else "not selected in this run"
+            rule = next((e for e in expectations if e.kind == "not_run"
+                         and fnmatch.fnmatchcase(cell.id, e.pattern)), None)
+            reason = rule.reason if rule else "not selected in this run"
             r = CellResult(cell=cell, status="not-run", reason=reason)
         cells.append(r.to_json())
     cells.extend(r.to_json() for r in by_id.values())  # cells outside the known universe

@@ -33,7 +33,8 @@ def test_path_c_from_local_disk(cell: Cell, tmp_path, record_cell) -> None:
     # The second pass was the firmware starting the staged kernel, not cloudboot-init again.
     assert result.banners == 1, "cloudboot-init must run exactly once"
     times = result.phase_times
-    assert times["staged"] < times["bootvar-written"] < times["rebooting"] < times["userspace"]
+    # Host arrival times: lines read in one batch share a timestamp, hence <=.
+    assert times["staged"] <= times["bootvar-written"] <= times["rebooting"] < times["userspace"]
 
     # Our entry, first in BootOrder, pointing at the cache disk's ESP.
     ours = [e for e in run.vars_after["entries"] if e.get("cloudboot")]
