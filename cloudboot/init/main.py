@@ -47,6 +47,8 @@ if TYPE_CHECKING:
         cacheesp,
         menu,
         netboot,  # network, metadata, OCI plans and targets
+        ocitarget,
+        reboot_sink,
         staging,
     )
 else:  # loaded on first use: a disk boot through kexec needs none of them
@@ -56,6 +58,8 @@ else:  # loaded on first use: a disk boot through kexec needs none of them
     cacheesp = LazyModule("cloudboot.init.cacheesp")
     menu = LazyModule("cloudboot.init.menu")
     netboot = LazyModule("cloudboot.init.netboot")
+    ocitarget = LazyModule("cloudboot.init.ocitarget")
+    reboot_sink = LazyModule("cloudboot.init.reboot_sink")
     staging = LazyModule("cloudboot.init.staging")
 
 VERSION: str = getattr(cloudboot, "__version__", "0.1.0")
@@ -367,7 +371,7 @@ def sink_kexec(boot: Boot, h: Handoff) -> None:
         image = kexec.load(h.kernel, h.initrd, h.cmdline, WORK_DIR)
     except kexec.KexecRefused as e:
         why = f"kexec_file_load of {h.kernel} refused: {e.name} ({os.strerror(e.errno or 0)})"
-        fall_back_to_reboot(boot, h, why)
+        reboot_sink.fall_back_to_reboot(boot, h, why)
         raise Fatal("handoff", why) from e
     except (OSError, ValueError) as e:  # unreadable file, corrupt compressed kernel
         raise Fatal("handoff", f"cannot prepare {h.kernel} for kexec: {e}") from e
@@ -383,108 +387,40 @@ def sink_kexec(boot: Boot, h: Handoff) -> None:
         kexec.execute()
     except kexec.KexecRefused as e:
         if h.kernel.exists():  # the target fs may be unmounted by now
-            fall_back_to_reboot(boot, h, str(e))
+            reboot_sink.fall_back_to_reboot(boot, h, str(e))
         raise Fatal("handoff", f"{e}") from e
-
-
-def fall_back_to_reboot(boot: Boot, h: Handoff, why: str) -> None:
-    """kexec refused (Apple VZ traps it): take Path C when a cache ESP is attached;
-    returns only when there is none."""
-    try:
-        esp = cacheesp.find(boot.opts.sys_root, boot.opts.dev_root, timeout=0)
-    except cacheesp.CacheEspError:
-        return
-    boot.ev.log(f"{why}; a cache ESP is attached ({esp.devpath}): falling back to "
-                "cloudboot.exit=reboot")
-    sink_reboot(boot, h)
-
-
-ESP_MNT = WORK_DIR / "cache-esp"
 
 
 def sink_reboot(boot: Boot, h: Handoff) -> None:
-    """Path C: stage on the cache ESP, write Boot#### (+ BootOrder or BootNext), restart.
-    Returns only by raising Fatal."""
-    ev, cfg = boot.ev, boot.cfg
-    target = h.target or h.version
-    opts = boot.opts
-    try:  # disks appear late in a guest; a host run (tests) does not wait
-        esp = cacheesp.find(opts.sys_root, opts.dev_root, timeout=5.0 if opts.pid1 else 0.0)
-    except cacheesp.CacheEspError as e:
-        raise Fatal("handoff", str(e)) from e
-    if esp.warning:
-        ev.log(f"warning: {esp.warning}")
-    try:
-        kernel = staging.kernel_for_firmware(h.kernel.read_bytes(), host_arch().pe_machine)
-        bootentry.prepare()
-        entries = bootentry.read_entries()
-        refs = staging.referenced_names(bootentry.referenced_paths(entries))
-        staging.mount_rw(esp.devpath, ESP_MNT)
-        try:
-            staged = staging.stage(ESP_MNT, target, kernel, h.initrd, referenced=refs)
-        finally:
-            staging.unmount(ESP_MNT)
-    except (OSError, ValueError) as e:
-        raise Fatal("handoff", f"staging {target} on {esp.devpath}: {e}") from e
-    ev.emit("staged", target=target, esp=esp.devpath, kernel=staged.kernel.efi_path,
-            kernel_bytes=staged.kernel.size, kernel_sha256=staged.kernel.sha256,
-            initrd=staged.initrd.efi_path if staged.initrd else None,
-            initrd_bytes=staged.initrd.size if staged.initrd else None,
-            dropped=staged.dropped, seconds=staged.seconds)
-    option = bootentry.build_option(target, esp.partition, h.cmdline, h.initrd is not None)
-    try:
-        written = bootentry.write(option, boot_next=cfg.bootnext, entries=entries)
-    except (OSError, ValueError) as e:
-        raise Fatal("handoff", f"{e}") from e
-    ev.emit("bootvar-written", number=f"{written.number:04X}", variable=written.name,
-            description=written.description, device_path=option.path_text(),
-            options=option.optional_text(), replaced=written.replaced,
-            boot_order=None if written.boot_order is None
-            else [f"{n:04X}" for n in written.boot_order],
-            boot_next=None if written.boot_next is None else f"{written.boot_next:04X}")
-    if h.mountpoint is not None:
-        try:
-            mount.umount(h.mountpoint)
-        except OSError as e:
-            ev.log(f"warning: {e} (continuing: the mount is read-only)")
-    ev.emit("rebooting", action="restart", target=target)
-    try:
-        pid1.restart()
-    except OSError as e:
-        raise Fatal("handoff", f"reboot(LINUX_REBOOT_CMD_RESTART) failed: {e}") from e
+    """Path C (cloudboot/init/reboot_sink.py), loaded only on the boots that take it."""
+    reboot_sink.sink_reboot(boot, h)
 
 
-def reset_guest(boot: Boot) -> None:
-    """cloudboot.reset=1: remove only cloudboot's Boot#### and staged files."""
-    ev = boot.ev
-    removed: list[str] = []
-    try:
-        bootentry.prepare()
-        removed += bootentry.reset()
-    except OSError as e:
-        raise Fatal("handoff", f"cloudboot.reset=1: {e}") from e
-    try:
-        esp = cacheesp.find(boot.opts.sys_root, boot.opts.dev_root, timeout=2)
-    except cacheesp.CacheEspError as e:
-        ev.log(f"cloudboot.reset=1: no staged files to remove ({e})")
-    else:
-        try:
-            staging.mount_rw(esp.devpath, ESP_MNT)
-            try:
-                removed += staging.remove_all(ESP_MNT)
-            finally:
-                staging.unmount(ESP_MNT)
-        except OSError as e:
-            raise Fatal("handoff", f"cloudboot.reset=1: {esp.devpath}: {e}") from e
-    ev.emit("reset", removed=removed)
-
-
-# Exit name (cloudboot.exit=) -> sink. Replace entries to add Path C's staging sink.
+# Exit name (cloudboot.exit=) -> sink.
 sinks: dict[str, Callable[[Boot, Handoff], None]] = {"kexec": sink_kexec, "reboot": sink_reboot}
 
 
-# --- the flow -------------------------------------------------------------------------------
-# --- network sources (cloudboot/init/netboot.py does the work) --------------------------------
+def hand_off(boot: Boot, h: Handoff) -> int:
+    """Run the sink of cloudboot.exit= (a dry run prints what it would do). Returns 0 only
+    for a dry run; otherwise it hands off or raises Fatal."""
+    cfg, opts, ev = boot.cfg, boot.opts, boot.ev
+    boot.stage = "handoff"
+    sink = sinks.get(cfg.exit)
+    if sink is None:
+        raise Fatal("handoff", f"cloudboot.exit={cfg.exit}: no sink for it")
+    if opts.dry_run:
+        plan = {"exit": cfg.exit, "kernel": str(h.kernel),
+                "initrd": str(h.initrd) if h.initrd else None, "cmdline": h.cmdline,
+                "version": h.version}
+        ev.log(DRY_RUN + json.dumps(plan, separators=(",", ":")))
+        return 0
+    if not opts.pid1:  # a host run must never load a kernel or reboot the host
+        raise Fatal("handoff", "not PID 1: refusing to hand off (use --dry-run)")
+    sink(boot, h)
+    raise Fatal("handoff", f"the {cfg.exit} sink returned without handing off")
+
+
+# --- network sources (cloudboot/init/netboot.py and ocitarget.py do the work) ----------------
 def network(boot: Boot) -> cmdline.BootConfig:
     """Link up (PID 1 only: a host run uses the host's network), then metadata overrides;
     returns the command-line settings with the overrides applied."""
@@ -507,61 +443,7 @@ def oci_source(boot: Boot, target: Any) -> Source:
     return Source("plan", target=target.name, cmdline=target.cmdline, oci=slots)
 
 
-def run_oci(boot: Boot, src: Source) -> int:
-    """Pull the target into /run, build its command line, hand off."""
-    ev, cfg, opts = boot.ev, boot.cfg, boot.opts
-    boot.stage = "init-network"
-    if boot.registry is None:
-        boot.cfg = cfg = network(boot)
-    # /run/cloudboot/oci in the guest; beside --mnt on host runs
-    pulled = netboot.pull_target(boot.registry, src.oci, opts.mnt.parent / "oci", ev)
-    boot.stage = "init-plan"
-    facts = boot.facts.placeholders() if boot.facts is not None else {}
-    first = src.oci[0][1] if src.oci else ""
-    facts["Registry"] = netboot.parse_ref(first).host if first else ""
-    if cfg.cmdline is not None:
-        line, origin = cfg.cmdline, "cloudboot.cmdline"
-    elif src.cmdline:
-        from cloudboot.plan import render_cmdline
-
-        try:
-            line, origin = render_cmdline(src.cmdline, facts), "plan"
-        except ValueError as e:
-            raise Fatal("init-plan", str(e)) from e
-    elif pulled.cmdline:
-        line, origin = pulled.cmdline, "cmdline-layer"
-    else:
-        raise Fatal("init-plan", f"{src.oci[-1][1]}: no command line for the target (no plan "
-                    "cmdline, no cmdline layer): set one or give cloudboot.cmdline=")
-    if not any(name == "console" for name, _ in cmdline.split(line)):
-        line = " ".join([line, *cmdline.console_args(cfg)]).strip()
-    try:
-        version = (kernelimage.version_string(pulled.kernel.read_bytes()) or "").split()
-    except (OSError, ValueError):
-        version = []
-    h = Handoff(pulled.kernel, pulled.initrd, line, version[0] if version else "unknown",
-                "oci", None, src.target)
-    rate = pulled.kernel_bytes / pulled.kernel_seconds if pulled.kernel_seconds else None
-    ev.emit("materialised", kernel=str(h.kernel), initrd=str(h.initrd) if h.initrd else None,
-            version=h.version, found_by="oci", cmdline=line, cmdline_from=origin,
-            refs=pulled.refs, bytes=pulled.bytes, seconds=pulled.seconds,
-            kernel_bytes_per_s=round(rate) if rate else None)
-    boot.stage = "handoff"
-    sink = sinks.get(cfg.exit)
-    if sink is None:
-        raise Fatal("handoff", f"cloudboot.exit={cfg.exit}: no sink for it")
-    if opts.dry_run:
-        plan = {"exit": cfg.exit, "kernel": str(h.kernel),
-                "initrd": str(h.initrd) if h.initrd else None, "cmdline": h.cmdline,
-                "version": h.version}
-        ev.log(DRY_RUN + json.dumps(plan, separators=(",", ":")))
-        return 0
-    if not opts.pid1:
-        raise Fatal("handoff", "not PID 1: refusing to hand off (use --dry-run)")
-    sink(boot, h)
-    raise Fatal("handoff", f"the {cfg.exit} sink returned without handing off")
-
-
+# --- the flow -------------------------------------------------------------------------------
 def run(boot: Boot) -> int:
     """Everything between init-start and the hand-off; raises Fatal on any failure."""
     ev, opts = boot.ev, boot.opts
@@ -597,7 +479,7 @@ def run(boot: Boot) -> int:
         if not opts.pid1:
             raise Fatal("handoff", "cloudboot.reset=1 needs PID 1 (it writes EFI variables)")
         # Then on into the menu in this same boot: rebooting would run the reset again.
-        reset_guest(boot)
+        reboot_sink.reset_guest(boot)
         if cfg.menu is None:
             cfg.menu = True
 
@@ -605,7 +487,7 @@ def run(boot: Boot) -> int:
     ev.emit("target-selected", origin=src.origin, target=src.target, device=src.device,
             oci=[r for _, r in src.oci] or None, exit=cfg.exit)
     if src.oci:
-        return run_oci(boot, src)
+        return ocitarget.run_oci(boot, src)
 
     boot.stage = "init-disk"
     root, dev = attach(boot, src)
@@ -618,20 +500,7 @@ def run(boot: Boot) -> int:
         ev.emit("materialised", kernel=str(cand.kernel), initrd=str(cand.initrd)
                 if cand.initrd else None, version=cand.version, found_by=cand.source,
                 cmdline=line, cmdline_from=line_origin)
-        boot.stage = "handoff"
-        sink = sinks.get(cfg.exit)
-        if sink is None:
-            raise Fatal("handoff", f"cloudboot.exit={cfg.exit}: no sink for it")
-        if opts.dry_run:
-            plan = {"exit": cfg.exit, "kernel": str(h.kernel),
-                    "initrd": str(h.initrd) if h.initrd else None, "cmdline": h.cmdline,
-                    "version": h.version}
-            ev.log(DRY_RUN + json.dumps(plan, separators=(",", ":")))
-            return 0
-        if not opts.pid1:  # a host run must never load a kernel or reboot the host
-            raise Fatal("handoff", "not PID 1: refusing to hand off (use --dry-run)")
-        sink(boot, h)
-        raise Fatal("handoff", f"the {cfg.exit} sink returned without handing off")
+        return hand_off(boot, h)
     finally:
         if mounted is not None and opts.dry_run:
             try:
