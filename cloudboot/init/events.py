@@ -26,6 +26,7 @@ PHASES = frozenset(
         "modules-loaded",
         "fs-modules-loaded",
         "net-up",
+        "dns",
         "metadata",
         "plan-fetched",
         "disk-found",

@@ -123,6 +123,8 @@ class Boot:
     text: str = ""  # the command line as read (metadata overrides are appended to it)
     facts: Any = None  # net.NetFacts once the network is up
     registry: Any = None  # oci.Registry, shared by plan and target pulls
+    plan_dns: list[str] = field(default_factory=list)  # the plan's `dns = [...]`
+    metadata_dns: bool = False  # metadata set cloudboot.dns: it outranks the plan's
 
 
 def parse_argv(argv: list[str]) -> Options:
@@ -200,6 +202,9 @@ def plan_source(boot: Boot, path: Path, *, text: str | None = None,
         target = select_target(plan, arch, name, resolver=resolver or file_resolver(path.parent))
     except (ValueError, OSError) as e:  # PlanError is a ValueError and names file/line/target
         raise Fatal("init-plan", str(e)) from e
+    boot.plan_dns = list(plan.dns)
+    if boot.facts is not None:  # the network is up already: the plan's DNS replaces it now
+        netboot.use_plan_dns(boot)
     disk = getattr(target, "disk", None)
     if disk is None and target.source == "oci":
         return oci_source(boot, target)
@@ -428,6 +433,9 @@ def network(boot: Boot) -> cmdline.BootConfig:
     if boot.opts.pid1:
         boot.facts = netboot.bring_up(boot.cfg, boot.ev)
     cfg = netboot.apply_metadata(boot.cfg, boot.text, boot.ev)
+    boot.metadata_dns = cfg.dns != boot.cfg.dns
+    if boot.plan_dns:  # an embedded plan, read before the network came up
+        netboot.use_plan_dns(boot)
     boot.registry = netboot.registry(cfg, boot.ev.log)
     boot.stage = "init-plan"
     return cfg

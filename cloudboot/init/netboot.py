@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from cloudboot.arch import host_arch
 from cloudboot.init import cmdline, events, materialise, metadata, net
@@ -79,6 +80,24 @@ def apply_metadata(cfg: cmdline.BootConfig, text: str, ev: events.Events,
     ev.emit("metadata", url=md.url, keys=sorted(md.overrides), error=md.error,
             bytes=md.bytes, seconds=round(time.monotonic() - t0, 3))
     return new
+
+
+def use_plan_dns(boot: Any, resolv: Path | None = None) -> bool:
+    """The plan's `dns = [...]` replaces what DHCP or `cloudboot.dns=` gave (precedence
+    cmdline < plan < metadata); metadata's cloudboot.dns wins over it. True when applied."""
+    if not boot.plan_dns or boot.metadata_dns or boot.facts is None:
+        return False
+    if boot.facts.dns == boot.plan_dns:
+        return False
+    resolv = resolv or net.RESOLV
+    try:
+        net.write_resolv(boot.plan_dns, None, resolv)
+    except OSError as e:
+        boot.ev.log(f"warning: plan dns: {resolv}: {e}")
+        return False
+    boot.facts.dns = list(boot.plan_dns)
+    boot.ev.emit("dns", servers=boot.plan_dns, source="plan")
+    return True
 
 
 def oci_resolver(reg: Registry) -> Callable[[str], tuple[str, str]]:
