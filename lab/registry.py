@@ -1,7 +1,8 @@
 """A real OCI registry for tests: Debian's `docker-registry` (distribution) on 127.0.0.1.
 
 Each `LocalRegistry` gets its own temp config and storage on a free port and is stopped (and
-its storage removed) on exit. `users` turns on htpasswd basic auth (bcrypt via libcrypt).
+its storage removed) on exit. `users` turns on htpasswd basic auth (bcrypt via libcrypt);
+`auth` is a ready `auth:` config block instead (e.g. `TokenService.registry_auth()`: bearer).
 """
 
 from __future__ import annotations
@@ -58,8 +59,9 @@ def available() -> str | None:
 
 
 class LocalRegistry:
-    def __init__(self, users: dict[str, str] | None = None) -> None:
+    def __init__(self, users: dict[str, str] | None = None, auth: str | None = None) -> None:
         self.users = users or {}
+        self.auth = auth
         self.port = 0
         self.dir: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -73,7 +75,7 @@ class LocalRegistry:
         if why:
             raise RegistryError(why)
         self.dir = Path(tempfile.mkdtemp(prefix="cloudboot-registry-"))
-        auth = ""
+        auth = self.auth or ""
         if self.users:
             htp = self.dir / "htpasswd"
             htp.write_text("".join(f"{u}:{_bcrypt(p)}\n" for u, p in self.users.items()))
@@ -130,8 +132,9 @@ class LocalRegistry:
 
 
 @contextlib.contextmanager
-def running(users: dict[str, str] | None = None) -> Iterator[LocalRegistry]:
+def running(users: dict[str, str] | None = None,
+            auth: str | None = None) -> Iterator[LocalRegistry]:
     """`with running() as reg:` — the pytest fixtures wrap this."""
-    reg = LocalRegistry(users)
+    reg = LocalRegistry(users, auth)
     with reg:
         yield reg

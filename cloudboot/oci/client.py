@@ -156,6 +156,14 @@ class Registry:
         time.sleep(delay)
         return attempt + 1
 
+    def bearer_token(self, ref: Reference, challenge: str, actions: str) -> str | None:
+        """A token for `ref`'s repository with `actions` (e.g. "pull,push") from the realm in a
+        Bearer `challenge`; None when the challenge is not Bearer. Raises OCIError("auth")."""
+        scope = f"repository:{ref.repository}:{actions}"
+        if not self._login(ref, challenge, scope):
+            return None
+        return self._tokens.get((ref.host, scope))
+
     def _login(self, ref: Reference, challenge: str, scope: str) -> bool:
         """Answer a Basic or Bearer challenge; True when a retry is worth it."""
         kind, _, params = challenge.partition(" ")

@@ -31,13 +31,40 @@ class Pushed:
 def _oras_client(ref: Reference, insecure: bool, username: str | None, password: str | None):  # type: ignore[no-untyped-def]
     import oras.client  # host-only dependency, imported here so the guest never sees it
 
-    # oras-py's default token backend treats a Basic challenge's realm as a token URL.
-    backend = "basic" if username is not None else "token"
-    client = oras.client.OrasClient(insecure=(ref.scheme == "http") or insecure,
-                                    auth_backend=backend)
+    # oras-py's token backend treats a Basic challenge's realm as a token URL, and keeps the
+    # first token it gets whatever scope a later challenge asks for (a pull token cannot
+    # push). So: Basic registries get the basic backend; for Bearer ones we fetch a pull,push
+    # token ourselves and hand it over.
+    plain = ref.scheme == "http" or insecure
+    challenge = _challenge(ref, plain) if username is not None else None
+    bearer = challenge is not None and challenge.lower().startswith("bearer ")
+    client = oras.client.OrasClient(insecure=plain,
+                                    auth_backend="token" if bearer or username is None
+                                    else "basic")
     if username is not None:
         client.auth.set_basic_auth(username, password or "")
+    if bearer:
+        assert challenge is not None
+        token = Registry(insecure=plain, username=username, password=password).bearer_token(
+            ref, challenge, "pull,push")
+        if token:
+            client.auth.set_token_auth(token)
     return client
+
+
+def _challenge(ref: Reference, plain: bool) -> str | None:
+    """The registry's `/v2/` WWW-Authenticate challenge, or None."""
+    import urllib.error
+    import urllib.request
+
+    url = f"{'http' if plain else 'https'}://{ref.host}/v2/"
+    try:
+        with urllib.request.urlopen(url, timeout=10):
+            return None
+    except urllib.error.HTTPError as e:
+        return e.headers.get("WWW-Authenticate") or None
+    except OSError:
+        return None  # unreachable: the push itself reports it
 
 
 def _head(reg: Registry, ref: Reference) -> Pushed:
