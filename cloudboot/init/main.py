@@ -225,8 +225,13 @@ def wants_menu(cfg: cmdline.BootConfig, plan: Any) -> bool:
     return cfg.menu if cfg.menu is not None else plan.menu is not None
 
 
+RESET_ITEM = "reset"  # the menu entry that runs cloudboot.reset=1, then asks again
+
+
 def run_menu(boot: Boot, plan: Any, arch: str) -> str:
-    """Ask on the consoles which eligible target to boot; returns its name."""
+    """Ask on the consoles which eligible target to boot; returns its name. As PID 1 the menu
+    also offers `reset` (unless a target has that name): cloudboot's Boot#### entries and
+    staged files are removed and the menu is shown again."""
     from cloudboot.plan import eligible_targets
 
     cfg, ev = boot.cfg, boot.ev
@@ -234,27 +239,36 @@ def run_menu(boot: Boot, plan: Any, arch: str) -> str:
     if not targets:
         raise Fatal("init-plan", f"{plan.filename}: the menu has no target for {arch}")
     names = [t.name for t in targets]
+    items = [menu.Item(t.name, t.label) for t in targets]
+    if boot.opts.pid1 and RESET_ITEM not in names:
+        items.append(menu.Item(RESET_ITEM, "remove cloud-boot's boot entries and staged "
+                               "kernels, then show this menu again"))
     default = names.index(plan.default_target) if plan.default_target in names else 0
     timeout = cfg.menu_timeout if cfg.menu_timeout is not None else (
         plan.menu.timeout if plan.menu is not None else 10)
     prompt = cfg.menu_prompt or (plan.menu.prompt if plan.menu is not None else None)
-    ev.emit("menu", targets=names, default=names[default], timeout=timeout)
-    if boot.opts.pid1:
-        fds = menu.open_inputs([*cmdline.console_devices(cfg.consoles),
-                                *menu.INPUT_CONSOLES])
-    else:
-        fds = [os.dup(0)]
+
     def say(text: str) -> None:
         for sink in ev.sinks:
             sink.write(text)
 
-    try:
-        choice = menu.run([menu.Item(t.name, t.label) for t in targets], default, timeout,
-                          fds, say, prompt)
-    finally:
-        menu.close_inputs(fds)
-    ev.emit("menu-choice", target=names[choice.index], how=choice.how)
-    return names[choice.index]
+    while True:
+        ev.emit("menu", targets=names, default=names[default], timeout=timeout)
+        if boot.opts.pid1:
+            fds = menu.open_inputs([*cmdline.console_devices(cfg.consoles),
+                                    *menu.INPUT_CONSOLES])
+        else:
+            fds = [os.dup(0)]
+        try:
+            choice = menu.run(items, default, timeout, fds, say, prompt)
+        finally:
+            menu.close_inputs(fds)
+        chosen = items[choice.index].name
+        ev.emit("menu-choice", target=chosen, how=choice.how)
+        if choice.index < len(names):
+            return chosen
+        reboot_sink.reset_guest(boot)
+        timeout = 0  # a reset was asked for by hand: wait for the next choice
 
 
 # --- device and mount -----------------------------------------------------------------------
