@@ -16,38 +16,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cloudboot.arch import get_arch
-from cloudboot.build import BuildRequest, build
 from lab.accel import select_accel
+from lab.baseline import direct_firmware_boot
 from lab.cells import Cell
-from lab.firmware import select_firmware
-from lab.hypervisors.qemu import Disk, VMSpec
 from lab.images import debian
 from lab.profiles import get_profile
-from lab.runner import boot, run_path_a_disk
+from lab.runner import run_path_a_disk
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 RELEASE = os.environ.get("BENCH_RELEASE", "bookworm")
 FS = os.environ.get("BENCH_FS", "ext4")
 RUN_INIT = re.compile(r"Run /init as init process")
-
-
-def direct(image: debian.TargetImage, work: Path) -> float:
-    profile = get_profile("x86_64")
-    iso = work / "direct.iso"
-    build(BuildRequest(arch=get_arch("x86_64"), output=iso, kernel=image.kernel,
-                       initramfs=image.initrd,
-                       cmdline=f"root=UUID={image.fs_uuid} ro console=ttyS0 panic=-1"))
-    fw = select_firmware(profile)
-    spec = VMSpec(profile=profile, firmware=fw, vars_path=fw.fresh_vars(work),
-                  accel=select_accel(profile).accel, no_reboot=True, hard_timeout=400,
-                  disks=[Disk(iso, readonly=True), Disk(image.path, snapshot=True)],
-                  name="bench-direct")
-    outcome = boot(spec, work / "vm-direct", 360)
-    us = outcome.events.userspace
-    if us is None or us.t is None:
-        raise SystemExit(f"direct boot did not reach userspace; see {outcome.console_log}")
-    return us.t
 
 
 def path_a(work: Path) -> tuple[float, float, float]:
@@ -75,7 +54,7 @@ def main() -> int:
             work = Path(tmp) / str(i)
             work.mkdir()
             a, init, py = path_a(work)
-            d = direct(image, work)
+            d = direct_firmware_boot(image, work / "direct")
             a_times.append(a)
             d_times.append(d)
             init_times.append(init)

@@ -308,6 +308,10 @@ class QemuVM:
         self.qmp.cmd("device_add", driver=self.spec.nic.model, netdev="net0",
                      id="net0-dev", bus="hotplug0")
 
+    def kill(self) -> None:
+        """A power cut: SIGKILL QEMU now, whatever the guest is doing."""
+        self._kill()
+
     def is_running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 

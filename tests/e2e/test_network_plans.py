@@ -21,6 +21,7 @@ from lab.cells import Cell, CellResult, Stopwatch, file_digest
 from lab.firmware import select_firmware
 from lab.hypervisors.qemu import Disk, UserNet, VMSpec, guestfwd
 from lab.images import debian
+from lab.path_c_machine import PathCMachine
 from lab.profiles import get_profile
 from lab.runner import boot, build_bootstrap_iso, check_userspace, verdict
 
@@ -174,3 +175,41 @@ target "debian" {{
     ev = _events(result)
     assert ev["metadata"]["keys"] == ["cloudboot.target"] and ev["metadata"]["error"] is None
     assert ev["target-selected"]["target"] == "debian"
+
+
+def test_path_c_plan_from_registry(tmp_path: Path, reg: labreg.LocalRegistry,
+                                   image: debian.TargetImage, kernel_ref: str,
+                                   record_cell) -> None:
+    """The same OCI plan and artifact through Path C: the pulled kernel and initrd are staged
+    on the cache ESP, the firmware boots them on the second pass. The plan's `dns` list
+    replaces what DHCP gave (the `dns` event)."""
+    plan = _plan(tmp_path, f'''
+default_target = "debian"
+dns = ["192.0.2.53"]
+target "debian" {{
+  kernel  = "{kernel_ref}"
+  initrd  = ["{kernel_ref}"]
+  cmdline = ["root=UUID={image.fs_uuid}", "ro", "console=ttyS0", "cb.path=c"]
+}}
+''')
+    push_plan(f"http://{reg.host}/plans/pathc:1", plan)
+    nic = UserNet(restrict=True, model=NIC_MODEL,
+                  guestfwd=(guestfwd(GUEST_REGISTRY, reg.host),))
+    m = PathCMachine.create(Cell("qemu", "x86_64", "C", "debian-12", "ext4-oci-plan"),
+                            tmp_path, image=image)
+    iso = m.iso(m.cmdline(f"cloudboot.plan={GUEST_REGISTRY}/plans/pathc:1 "
+                          "cloudboot.insecure=1", disk=False))
+    b = m.boot(iso, timeout=900, nic=nic)
+    result = b.result
+    record_cell(result)
+    assert result.status == "pass", f"{result.category}: {result.evidence}"
+    assert result.banners == 1
+    assert "cb.path=c" in (result.userspace or {})["cmdline"]
+    assert b.event("materialised")["found_by"] == "oci"  # type: ignore[index]
+    dns = b.event("dns")
+    assert dns is not None and dns["servers"] == ["192.0.2.53"] and dns["source"] == "plan"
+    staged = b.event("staged")
+    assert staged is not None and staged["kernel_bytes"] == image.kernel.stat().st_size
+    assert [e["description"] for e in b.ours] == ["cloud-boot debian"]
+    assert b.vars_after["boot_order"][0] == b.ours[0]["number"]
+    assert b.fsck_rc == 0, b.fsck_text

@@ -1,0 +1,38 @@
+"""The natural baseline of every boot-path benchmark: the target's own kernel, initrd and
+command line as a UKI that the firmware starts directly (no cloudboot in between), booted
+to the same userspace marker on the same host in the same run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cloudboot.arch import get_arch
+from cloudboot.build import BuildRequest, build
+from lab.accel import select_accel
+from lab.firmware import select_firmware
+from lab.hypervisors.qemu import Disk, VMSpec
+from lab.images import debian
+from lab.profiles import get_profile
+from lab.runner import boot
+
+
+def direct_firmware_boot(image: debian.TargetImage, work: Path, arch: str = "x86_64",
+                         timeout: float = 360.0) -> float:
+    """Seconds from firmware reset to the target's CLOUDBOOT-USERSPACE line."""
+    profile = get_profile(arch)
+    work.mkdir(parents=True, exist_ok=True)
+    iso = work / "direct.iso"
+    build(BuildRequest(arch=get_arch(arch), output=iso, kernel=image.kernel,
+                       initramfs=image.initrd,
+                       cmdline=f"root=UUID={image.fs_uuid} ro console={profile.console} "
+                               "panic=-1"))
+    fw = select_firmware(profile)
+    spec = VMSpec(profile=profile, firmware=fw, vars_path=fw.fresh_vars(work),
+                  accel=select_accel(profile).accel, no_reboot=True, hard_timeout=timeout + 40,
+                  disks=[Disk(iso, readonly=True), Disk(image.path, snapshot=True)],
+                  name=f"direct-{arch}")
+    outcome = boot(spec, work / "vm-direct", timeout)
+    us = outcome.events.userspace
+    if us is None or us.t is None:
+        raise RuntimeError(f"direct boot did not reach userspace; see {outcome.console_log}")
+    return us.t
