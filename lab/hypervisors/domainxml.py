@@ -153,6 +153,14 @@ def domain_xml(spec: VMSpec, *, overlays: Mapping[int, Path] | None = None,
         _sub(os_el, "initrd", str(spec.initrd))
     if spec.append is not None:
         _sub(os_el, "cmdline", spec.append)
+    if spec.firmware is not None and not spec.no_reboot:
+        # A guest that reboots on purpose (Path C) must find its own BootOrder in charge, as on
+        # the QEMU lane. Without any <boot>, libvirt adds <boot dev='hd'/> and turns it into
+        # bootindex=1 on the first disk; OVMF then rewrites BootOrder from QEMU's "bootorder"
+        # at every reset, puts that disk first and deletes the Boot#### that starts with HD()
+        # (ours). dev='fd' names a floppy that q35/virt do not have: no bootindex anywhere,
+        # an empty "bootorder", BootOrder left alone (measured with libvirt 9.0, QEMU 7.2).
+        _sub(os_el, "boot", dev="fd")
     passthrough: list[str] = []
     extra = list(p.extra_args)
     if tuple(extra[:2]) == _BOOT_MENU:

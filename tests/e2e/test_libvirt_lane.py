@@ -1,4 +1,5 @@
-"""The libvirt lane: Path A cells booted through a real libvirtd, judged like the QEMU lane.
+"""The libvirt lane: Path A cells (and Path C on Debian 12 ext4) booted through a real
+libvirtd, judged like the QEMU lane.
 
 Without libvirt (binding, daemon) every cell is recorded and skipped as "not run: <why>".
 """
@@ -11,11 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from cloudboot.efi.loadopt import staged_paths
+from cloudboot.init.bootentry import build_option
 from lab.cells import DISTROS, FILESYSTEMS, Cell, CellResult
 from lab.libvirt_runner import (
     libvirt_connection,
     run_bootstrap,
     run_path_a_disk,
+    run_path_c_disk,
     unavailable_reason,
 )
 from lab.matrix import judge
@@ -54,6 +58,48 @@ def test_path_a_through_libvirt(cell: Cell, tmp_path, record_cell) -> None:
     vm = tmp_path / "vm"
     assert ET.parse(vm / "domain.xml").getroot().findtext("name", "").startswith(cell.id)
     assert "qemu-system-x86_64" in (vm / "qemu.log").read_text()
+
+
+def test_path_c_through_libvirt(tmp_path, record_cell) -> None:
+    """Stage, Boot####, reboot inside one libvirt domain (on_reboot=restart); OVMF then starts
+    the staged kernel from the BootOrder the guest wrote. The nvram file is read back."""
+    cell = Cell("libvirt", "x86_64", "C", "debian-12", "ext4")
+    _require_libvirt(cell, record_cell)
+    run = run_path_c_disk(cell, tmp_path)
+    result = run.result
+    xfail = judge(result)
+    record_cell(result)
+    if xfail:
+        pytest.xfail(xfail)
+    assert result.status == "pass", f"{result.category}: {result.evidence}"
+    assert result.banners == 1, "cloudboot-init must run exactly once"
+    times = result.phase_times
+    assert times["staged"] <= times["bootvar-written"] <= times["rebooting"] < times["userspace"]
+    # No libvirt boot order reached QEMU: OVMF's BootOrder stayed the guest's.
+    vm = tmp_path / "vm"
+    assert "bootindex" not in (vm / "qemu.log").read_text()
+    ours = [e for e in run.vars_after["entries"] if e.get("cloudboot")]
+    assert len(ours) == 1, run.vars_after
+    entry = ours[0]
+    assert run.vars_after["boot_order"][0] == entry["number"]
+    assert len(set(run.vars_after["boot_order"])) == len(run.vars_after["boot_order"])
+    esp = run.esp
+    assert esp is not None
+    target = entry["description"].removeprefix("cloud-boot ")
+    kernel_path, initrd_path = staged_paths(target)
+    assert entry["device_path"] == build_option(target, esp, "").path_text(), entry
+    assert entry["optional_data"].startswith(f"initrd={initrd_path} ")
+    for name, data in run.foreign_before.items():
+        assert run.raw_after.get(name) == data, f"{name} was changed"
+        assert int(name[4:], 16) in run.order_after, f"{name} fell out of BootOrder"
+    staged = run.event("staged")
+    assert staged is not None
+    files = {p.lower(): size for p, size in run.esp_files.items()}
+    assert files[kernel_path.replace("\\", "/").lower()] == staged["kernel_bytes"]
+    assert files[initrd_path.replace("\\", "/").lower()] == staged["initrd_bytes"]
+    fsck = run.fsck
+    assert fsck is not None
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
 
 
 def test_fatal_through_libvirt_is_an_init_disk_failure(tmp_path) -> None:

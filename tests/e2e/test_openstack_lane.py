@@ -1,0 +1,139 @@
+"""The openstack lane: a Nova-shaped guest (lab.openstack_runner) whose boot.iso says only
+`cloudboot.metadata.url=openstack`; what to boot comes from the instance's `meta` served by the
+lab's metadata service at 169.254.169.254 (and written to its config drive).
+
+- Path A: meta `cloudboot.plan=oci://…` → the plan and the Debian kernel + initrd from a real
+  docker-registry on loopback → kexec into the Debian root disk (a volume).
+- Path C: meta `cloudboot.disk=LABEL=…`, `cloudboot.exit=reboot` and a cache disk → stage,
+  Boot####, reboot → OVMF starts the staged kernel; nvram and ESP are read back afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cloudboot.efi.loadopt import staged_paths
+from cloudboot.media import configdrive
+from cloudboot.oci.manifest import Platform
+from cloudboot.oci.push import push_artifact, push_plan
+from lab import registry as labreg
+from lab.cells import Cell
+from lab.hypervisors.qemu import guestfwd
+from lab.images import debian
+from lab.matrix import judge
+from lab.openstack_runner import META_PATH, metadata_seconds, run_openstack_cell
+
+pytestmark = [pytest.mark.e2e, pytest.mark.boot]
+
+GUEST_REGISTRY = "169.254.0.100:5000"  # inside slirp's 169.254.0.0/16; guestfwd'ed to the lab
+
+
+@pytest.fixture(scope="module")
+def image() -> debian.TargetImage:
+    return debian.build("bookworm", "ext4")
+
+
+@pytest.fixture(scope="module")
+def reg() -> Iterator[labreg.LocalRegistry]:
+    why = labreg.available()
+    if why:
+        pytest.skip(f"not run: {why}")
+    with labreg.running() as r:
+        yield r
+
+
+def _assert_metadata_fetched(run, keys: list[str]) -> None:  # noqa: ANN001
+    hits = [r for r in run.requests if r.path == META_PATH]
+    assert hits and hits[0].status == 200, f"the guest did not fetch {META_PATH}: {run.requests}"
+    md = run.event("metadata")
+    assert md is not None and md["error"] is None, md
+    assert md["url"] == "http://169.254.169.254/openstack/latest/meta_data.json"
+    assert md["keys"] == keys
+    net = run.event("net-up")
+    assert net is not None and net["address"].startswith("169.254."), net
+    # The config drive beside it carries the same meta, under the label Nova gives it.
+    assert configdrive.volume_id(run.config_drive) == "config-2"
+    files = configdrive.read(run.config_drive)
+    assert files["openstack/latest/meta_data.json"].startswith(b"{")
+    # ... and a guest kernel saw it: the CD on virtio-scsi, not on q35's AHCI (DESIGN §7).
+    text = Path(str(run.result.console_log)).read_text(errors="replace")
+    assert re.search(r"scsi \S+: CD-ROM\s+QEMU", text), "no guest kernel saw the config drive"
+    print(f"\n{run.result.cell.id}: net-up/metadata seconds {metadata_seconds(run)}, "
+          f"phase times {run.result.phase_times}, cell {run.result.seconds} s")
+
+
+@pytest.mark.smoke
+def test_openstack_path_a_plan_from_metadata(tmp_path: Path, reg: labreg.LocalRegistry,
+                                             image: debian.TargetImage, record_cell) -> None:
+    ref = f"{GUEST_REGISTRY}/debian/bookworm:amd64"
+    push_artifact(f"http://{reg.host}/debian/bookworm:amd64", platform=Platform("linux", "amd64"),
+                  kernel=image.kernel, initrds=[image.initrd])
+    plan = tmp_path / "plan.hcl"
+    plan.write_text(f'''
+default_target = "debian"
+target "debian" {{
+  kernel  = "{ref}"
+  initrd  = ["{ref}"]
+  cmdline = ["root=UUID={image.fs_uuid}", "ro", "console=ttyS0", "cb.from=openstack"]
+}}
+''')
+    push_plan(f"http://{reg.host}/plans/openstack:1", plan)
+    cell = Cell("openstack", "x86_64", "A", "debian-12", "ext4")
+    run = run_openstack_cell(
+        cell, tmp_path / "cell",
+        {"cloudboot.plan": f"oci://{GUEST_REGISTRY}/plans/openstack:1",
+         "cloudboot.insecure": "1"},
+        extra_guestfwd=(guestfwd(GUEST_REGISTRY, reg.host),))
+    result = run.result
+    xfail = judge(result)
+    record_cell(result)
+    if xfail:
+        pytest.xfail(xfail)
+    assert result.status == "pass", f"{result.category}: {result.evidence}"
+    assert result.banners == 1
+    assert "cb.from=openstack" in (result.userspace or {})["cmdline"]
+    _assert_metadata_fetched(run, ["cloudboot.insecure", "cloudboot.plan"])
+    fetched = run.event("plan-fetched")
+    assert fetched is not None and fetched["ref"].endswith(f"{GUEST_REGISTRY}/plans/openstack:1")
+    t = result.phase_times
+    assert t["net-up"] <= t["metadata"] <= t["plan-fetched"] <= t["kexec-load"] < t["userspace"]
+
+
+def test_openstack_path_c_disk_from_metadata(tmp_path: Path, image: debian.TargetImage,
+                                             record_cell) -> None:
+    cell = Cell("openstack", "x86_64", "C", "debian-12", "ext4")
+    run = run_openstack_cell(cell, tmp_path / "cell",
+                             {"cloudboot.disk": f"LABEL={image.fs_label}"})
+    result = run.result
+    xfail = judge(result)
+    record_cell(result)
+    if xfail:
+        pytest.xfail(xfail)
+    assert result.status == "pass", f"{result.category}: {result.evidence}"
+    assert result.banners == 1, "cloudboot-init must run exactly once"
+    _assert_metadata_fetched(run, ["cloudboot.disk"])
+    t = result.phase_times
+    assert t["metadata"] <= t["staged"] <= t["bootvar-written"] <= t["rebooting"] < t["userspace"]
+
+    pc = run.path_c
+    assert pc is not None and pc.esp is not None
+    ours = [e for e in pc.vars_after["entries"] if e.get("cloudboot")]
+    assert len(ours) == 1, pc.vars_after
+    assert pc.vars_after["boot_order"][0] == ours[0]["number"]
+    for name, data in pc.foreign_before.items():
+        assert pc.raw_after.get(name) == data, f"{name} was changed"
+        assert int(name[4:], 16) in pc.order_after, f"{name} fell out of BootOrder"
+    target = ours[0]["description"].removeprefix("cloud-boot ")
+    kernel_path, initrd_path = staged_paths(target)
+    files = {p.lower(): size for p, size in pc.esp_files.items()}
+    staged = pc.event("staged")
+    assert staged is not None
+    assert files[kernel_path.replace("\\", "/").lower()] == staged["kernel_bytes"]
+    assert files[initrd_path.replace("\\", "/").lower()] == staged["initrd_bytes"]
+    fsck = pc.fsck
+    assert fsck is not None
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
