@@ -95,15 +95,18 @@ def inspect_uki(data: bytes, name: str) -> dict[str, Any]:
 def render(report: dict[str, Any]) -> str:
     """A human-readable rendering; nested values are shown compactly."""
     lines = [f"{report['path']}: {report['kind']}"]
-    for key, value in report.items():
-        if key in ("path", "kind"):
-            continue
-        if isinstance(value, list):
-            lines.append(f"  {key}:")
-            lines.extend(f"    {json.dumps(v) if not isinstance(v, str) else v}" for v in value)
-        elif isinstance(value, dict):
-            lines.append(f"  {key}:")
-            lines.extend("    " + line for line in render(value).splitlines()[1:])
-        else:
-            lines.append(f"  {key}: {value}")
+    _render_items({k: v for k, v in report.items() if k not in ("path", "kind")}, "  ", lines)
     return "\n".join(lines)
+
+
+def _render_items(items: dict[str, Any], indent: str, lines: list[str]) -> None:
+    for key, value in items.items():
+        if isinstance(value, list):
+            lines.append(f"{indent}{key}:")
+            lines.extend(f"{indent}  {json.dumps(v) if not isinstance(v, str) else v}"
+                         for v in value)
+        elif isinstance(value, dict):
+            lines.append(f"{indent}{key}:")
+            _render_items(value, indent + "  ", lines)
+        else:
+            lines.append(f"{indent}{key}: {value}")

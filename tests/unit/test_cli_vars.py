@@ -67,3 +67,13 @@ def test_reset_on_a_file_that_is_not_a_store(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert str(bogus) in err and len(err.strip().splitlines()) == 1
     assert bogus.read_bytes() == b"\0" * 4096
+
+
+def test_inspect_text_shows_our_vendor_variables(store: Path, capsys) -> None:
+    """Nested reports (cloudboot_vars → CloudBootTarget → text) render without the JSON flag."""
+    assert main(["vars", "set", "--vars", str(store), "--target", "ext4:LABEL=cbroot"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "cloudboot_vars:" in out and "CloudBootTarget:" in out
+    assert "text: ext4:LABEL=cbroot" in out
