@@ -26,6 +26,15 @@ def cmd_build(args: argparse.Namespace) -> int:
     from cloudboot.build import BuildError, BuildRequest, build
     from cloudboot.debpkg import PackageError
 
+    if getattr(args, "path", "a") in ("b", "d"):
+        from cloudboot import cli_loader
+
+        run = cli_loader.cmd_build_b if args.path == "b" else cli_loader.cmd_build_d
+        try:
+            return run(args)
+        except cli_loader.LoaderCliError as e:
+            raise CliError(str(e)) from None
+
     req = BuildRequest(
         arch=args.arch or host_arch(), output=Path(args.iso), kernel=args.kernel,
         initramfs=args.initramfs, stub=args.stub, cmdline=args.cmdline, plan=args.plan,
@@ -127,6 +136,17 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--exit", choices=("kexec", "reboot"), help="handoff (cloudboot.exit=)")
     b.add_argument("--uki", type=Path, help="also write the UKI to this path")
     b.add_argument("-o", "--iso", default="boot.iso", help="output image (default boot.iso)")
+    b.add_argument("--path", choices=("a", "b", "d"), default="a",
+                   help="a: UKI + cloudboot-init (default); b: the native local-disk loader "
+                        "(-o NAME.iso: hybrid ISO, else a GPT disk with one ESP; --cmdline "
+                        "goes to \\cmdline); d: the native network loader")
+    # Path D: what the network loader pulls (embedded in it; see cloudboot/loader/netconfig.py)
+    b.add_argument("--registry", help="--path d: registry HOST:PORT (an IP literal always works)")
+    b.add_argument("--repo", help="--path d: repository, e.g. debian/bookworm")
+    d_ref = b.add_mutually_exclusive_group()
+    d_ref.add_argument("--tag", help="--path d: tag of an image index or cloud-boot artifact")
+    d_ref.add_argument("--digest", help="--path d: sha256:<hex> of an index or artifact")
+    b.add_argument("--insecure", action="store_true", help="--path d: plain http, not https")
     b.set_defaults(func=cmd_build)
 
     c = sub.add_parser("cache-disk", help="create the Path C cache disk (idempotent)")
@@ -139,6 +159,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--vars", required=True, help="OVMF/AAVMF variable store file")
     r.add_argument("--dry-run", action="store_true")
     r.set_defaults(func=cmd_reset)
+
+    from cloudboot import cli_loader  # `cloudboot vars set` (Path B's variables)
+
+    cli_loader.add_vars_parser(sub)
 
     pl = sub.add_parser("plan", help="check or show an HCL plan")
     plsub = pl.add_subparsers(dest="plan_command", required=True)

@@ -28,7 +28,7 @@ BUILD = [
     Need("dpkg-dev", "dpkg-deb", why="unpack Debian packages"),
     Need("busybox-static", "/bin/busybox", why="test initramfs"),
     Need("cpio", "cpio"),
-    Need("xorriso", "xorriso", why="check hybrid ISOs"),
+    Need("xorriso", "xorriso", why="check hybrid ISOs; write OpenStack config drives"),
     Need("gdisk", "sgdisk", why="check GPTs"),
     Need("mtools", "mcopy"),
     Need("dosfstools", "fsck.vfat"),
@@ -58,7 +58,8 @@ BOOT_ARM = [
 ]
 # dpkg architectures a job adds so `apt-get download pkg:arch` finds foreign packages (the
 # arm64 kernel, systemd-stub and Python runtime of the aarch64 bootstrap).
-FOREIGN_ARCHES = {"matrix": ("arm64",)}
+# armhf: the armv7 bootstrap (bookworm armmp kernel and Python 3.11 runtime; issue 7).
+FOREIGN_ARCHES = {"matrix": ("arm64", "armhf")}
 IMAGES = [
     Need("debootstrap", "debootstrap", why="build the lab's Debian target images"),
     Need("debian-archive-keyring", "/usr/share/keyrings/debian-archive-keyring.gpg"),
@@ -86,10 +87,16 @@ LIBVIRT = [
     Need("pkg-config", "pkg-config", required=False, why="build libvirt-python"),
 ]
 
+# The native UEFI loaders of Paths B and D (loader/, cloudboot/loader/compile.py).
+LOADER = [
+    Need("clang", "clang", why="compile the Path B/D UEFI loaders"),
+    Need("lld", "lld-link", why="link the Path B/D UEFI loaders"),
+]
+
 JOBS = {
     "build": BUILD,
-    "tests": BUILD + BOOT_X86 + IMAGES + SERVICES + LIBVIRT,
-    "matrix": BUILD + BOOT_X86 + BOOT_ARM + IMAGES + SERVICES + LIBVIRT,
+    "tests": BUILD + BOOT_X86 + IMAGES + SERVICES + LIBVIRT + LOADER,
+    "matrix": BUILD + BOOT_X86 + BOOT_ARM + IMAGES + SERVICES + LIBVIRT + LOADER,
 }
 
 

@@ -1,0 +1,146 @@
+"""Building the native loader (clang + lld-link), its Path B media, and `cloudboot vars set`
+/ `cloudboot build --path b` on real OVMF variable stores and real FAT/GPT images."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from cloudboot.arch import get_arch
+from cloudboot.cli import main
+from cloudboot.efi import varstore
+from cloudboot.loader import compile as loader_compile
+from cloudboot.loader.compile import LoaderBuildError, build_loader
+from cloudboot.loader.media import build_b_media
+
+OVMF_VARS_4M = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+
+needs_clang = pytest.mark.skipif(
+    shutil.which("clang") is None or shutil.which("lld-link") is None,
+    reason="clang/lld-link missing (python -m cloudboot.hostdeps ensure tests)")
+
+
+@needs_clang
+@pytest.mark.parametrize(("arch", "machine"), [("x86_64", 0x8664), ("aarch64", 0xAA64)])
+def test_build_loader_is_a_small_efi_application(arch: str, machine: int,
+                                                 tmp_path: Path) -> None:
+    out = build_loader(arch, "b", tmp_path / "b.efi")
+    data = out.read_bytes()
+    assert data[:2] == b"MZ" and 8_000 < len(data) < 200_000
+    pe = int.from_bytes(data[0x3C:0x40], "little")
+    assert data[pe:pe + 4] == b"PE\0\0"
+    assert int.from_bytes(data[pe + 4:pe + 6], "little") == machine
+    opt = pe + 24
+    assert int.from_bytes(data[opt:opt + 2], "little") == 0x20B  # PE32+
+    assert int.from_bytes(data[opt + 68:opt + 70], "little") == 10  # EFI application
+    # the second build is the cached file
+    t0 = time.monotonic()
+    assert build_loader(arch, "b").read_bytes() == data
+    assert time.monotonic() - t0 < 5
+
+
+@needs_clang
+def test_warnings_are_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "loader"
+    shutil.copytree(loader_compile.SOURCE_ROOT, src)
+    (src / "b" / "warn.c").write_text("int unused_fn(void) { int x; return 0; }\n")
+    monkeypatch.setattr(loader_compile, "SOURCE_ROOT", src)
+    with pytest.raises(LoaderBuildError, match=r"(?s)clang .*warn\.c failed.*unused variable"):
+        build_loader("x86_64", "b")
+
+
+def test_bad_requests_are_named() -> None:
+    with pytest.raises(LoaderBuildError, match="unknown loader program 'z'"):
+        build_loader("x86_64", "z")
+    with pytest.raises(LoaderBuildError, match="x86_64 and aarch64 only, not riscv64"):
+        build_loader("riscv64", "b")
+
+
+def _mdir(image: Path, offset: int, path: str) -> str:
+    r = subprocess.run(["mdir", "-b", "-i", f"{image}@@{offset}", path], capture_output=True,
+                       text=True, env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"})
+    return r.stdout
+
+
+@needs_clang
+def test_b_media_disk_and_iso(tmp_path: Path) -> None:
+    if shutil.which("mdir") is None or shutil.which("sfdisk") is None:
+        pytest.skip("mtools/fdisk missing")
+    arch = get_arch("x86_64")
+    disk = build_b_media(arch, tmp_path / "b.img", cmdline="console=ttyS0 quiet")
+    assert disk.kind == "disk"
+    table = subprocess.run(["sfdisk", "-J", str(disk.path)], capture_output=True, text=True,
+                           check=True).stdout
+    assert "C12A7328-F81F-11D2-BA4B-00A0C93EC93B" in table
+    listing = _mdir(disk.path, 2048 * 512, "::/EFI/BOOT")
+    assert "BOOTX64.EFI" in listing.upper()
+    r = subprocess.run(["mtype", "-i", f"{disk.path}@@{2048 * 512}", "::/cmdline"],
+                       capture_output=True, text=True, env={"MTOOLS_SKIP_CHECK": "1"})
+    assert r.stdout == "console=ttyS0 quiet\n"
+    iso = build_b_media(arch, tmp_path / "b.iso")
+    assert iso.kind == "iso" and iso.path.read_bytes()[0x8001:0x8006] == b"CD001"
+    with pytest.raises(Exception, match="control characters"):
+        build_b_media(arch, tmp_path / "x.img", cmdline="a\nb")
+    assert not (tmp_path / "x.img").exists()
+
+
+@pytest.fixture
+def vars_file(tmp_path: Path) -> Path:
+    if not OVMF_VARS_4M.exists():
+        pytest.skip("needs OVMF")
+    out = tmp_path / "vars.fd"
+    shutil.copyfile(OVMF_VARS_4M, out)
+    return out
+
+
+def test_vars_set_round_trip(vars_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = varstore.VarStore(vars_file).variables()
+    assert main(["vars", "set", "--vars", str(vars_file), "--target", "ext4:LABEL=cbroot",
+                 "--cmdline", "console=ttyS0 panic=-1"]) == 0
+    ours = varstore.VarStore(vars_file).cloudboot_vars()
+    assert ours["CloudBootTarget"] == (7, b"ext4:LABEL=cbroot")
+    assert ours["CloudBootCmdline"] == (7, b"console=ttyS0 panic=-1")
+    after = varstore.VarStore(vars_file).variables()
+    assert {k: v for k, v in after.items() if k[0] not in ours} == before  # nothing else moved
+    # changing the target keeps the command line; --clear-mark removes an old mark
+    varstore.set_cloudboot_var(vars_file, "CloudBootMark", b"b:start")
+    assert main(["vars", "set", "--vars", str(vars_file), "--target", "debian",
+                 "--clear-mark"]) == 0
+    ours = varstore.VarStore(vars_file).cloudboot_vars()
+    assert ours["CloudBootTarget"][1] == b"debian" and "CloudBootMark" not in ours
+    assert ours["CloudBootCmdline"][1] == b"console=ttyS0 panic=-1"
+    if shutil.which("virt-fw-vars"):
+        r = subprocess.run(["virt-fw-vars", "-i", str(vars_file), "--print"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--target", ""], "empty or holds control characters"),
+    (["--target", "a\tb"], "empty or holds control characters"),
+    (["--target", "x", "--cmdline", "y" * 1001], "at most 1000"),
+])
+def test_vars_set_refuses_bad_values(vars_file: Path, argv: list[str], message: str,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    blob = vars_file.read_bytes()
+    assert main(["vars", "set", "--vars", str(vars_file), *argv]) == 1
+    assert message in capsys.readouterr().err
+    assert vars_file.read_bytes() == blob
+
+
+def test_vars_set_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["vars", "set", "--vars", str(tmp_path / "nope.fd"), "--target", "x"]) == 1
+    assert "nope.fd: no such vars file" in capsys.readouterr().err
+
+
+@needs_clang
+def test_cli_build_path_b(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "b.iso"
+    assert main(["build", "--path", "b", "--arch", "aarch64", "-o", str(out)]) == 0
+    assert "BOOTAA64.EFI" in capsys.readouterr().out and out.exists()
+    assert main(["build", "--path", "b", "--plan", "oci://x", "-o", str(tmp_path / "c.iso")]) == 1
+    assert "--plan belong to Path A/C" in capsys.readouterr().err
