@@ -19,7 +19,7 @@ PATHS = ("A", "B", "C", "D")
 
 @dataclass(frozen=True)
 class Cell:
-    hypervisor: str  # qemu | libvirt | openstack | vfkit
+    hypervisor: str  # qemu | libvirt | openstack | vfkit | vz
     arch: str  # x86_64 | aarch64 | riscv64 | loongarch64 | armv7
     path: str  # A | B | C | D
     distro: str  # debian-12 | debian-13
@@ -32,6 +32,12 @@ class Cell:
     @property
     def release(self) -> str:
         return DISTROS[self.distro]
+
+    @property
+    def profile_name(self) -> str:
+        """The lab profile (lab/profiles.py) the cell boots with: `vz` cells use the QEMU
+        profile that approximates Apple's Virtualization.framework, others their arch's."""
+        return "vz" if self.hypervisor == "vz" else self.arch
 
     @staticmethod
     def from_id(text: str) -> Cell:

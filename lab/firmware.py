@@ -18,6 +18,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab import qemu_private
 from lab.profiles import Profile
 
 SYSTEM_DESCRIPTOR_DIRS = (Path("/usr/share/qemu/firmware"), Path("/etc/qemu/firmware"))
@@ -161,6 +162,18 @@ def select_firmware(profile: Profile, dirs: list[Path] | None = None,
             problems.append(str(e))
             continue
         return fw
+    if dirs is None:
+        # riscv64/loongarch64 EDK2 from trixie/forky, unpacked by lab/qemu_private.py.
+        private = installed_private_firmware(profile.fw_arch)
+        if private is not None:
+            fw = Firmware(profile.fw_arch, private[0], private[1],
+                          f"{profile.fw_arch} UEFI (private, {private[0].parent})", None)
+            try:
+                fw.check_pair()
+            except FirmwareError as e:
+                problems.append(str(e))
+            else:
+                return fw
     if fallback:
         for code, nvram in FALLBACK_PATHS.get(profile.fw_arch, ()):
             fw = Firmware(profile.fw_arch, Path(code), Path(nvram),
@@ -174,6 +187,11 @@ def select_firmware(profile: Profile, dirs: list[Path] | None = None,
     detail = "; ".join(problems) if problems else "no descriptor or known path matched"
     raise FirmwareError(f"no UEFI firmware for {profile.name} ({profile.fw_arch}, "
                         f"{profile.fw_machine}): {detail}")
+
+
+def installed_private_firmware(fw_arch: str) -> tuple[Path, Path] | None:
+    """CODE/VARS of firmware the private-QEMU lanes unpacked into the cache, if any."""
+    return qemu_private.installed_firmware(fw_arch)
 
 
 def owning_package(path: Path) -> str | None:
@@ -196,3 +214,36 @@ def package_version(package: str) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+# Debian releases whose firmware packages ship a formatted VARS template where bookworm's is
+# all zeros (AAVMF, AAVMF32: DESIGN §7); the template works with bookworm's CODE.
+_VARS_DONORS: dict[str, tuple[str, str, str]] = {
+    "aarch64": ("qemu-efi-aarch64", "trixie", "usr/share/AAVMF/AAVMF_VARS.fd"),
+    "arm": ("qemu-efi-arm", "trixie", "usr/share/AAVMF/AAVMF32_VARS.fd"),
+}
+
+
+def with_editable_vars(fw: Firmware) -> Firmware:
+    """`fw`, or a copy whose VARS template is a formatted variable store the host can edit
+    (virt-fw-vars, cloudboot.efi.varstore) when `fw`'s template is all zeros."""
+    import dataclasses
+
+    from lab.assets import debian_package, is_blank
+
+    if not is_blank(fw.vars_template):
+        return fw
+    donor = _VARS_DONORS.get(fw.fw_arch)
+    if donor is None:
+        raise FirmwareError(f"{fw.vars_template} is all zeros and no other release's "
+                            f"{fw.fw_arch} template is known")
+    package, release, rel = donor
+    tree, _ = debian_package(package, release)
+    template = tree / rel
+    if not template.is_file() or is_blank(template):
+        raise FirmwareError(f"{package} from Debian {release} has no usable {rel}")
+    out = dataclasses.replace(fw, vars_template=template,
+                              description=f"{fw.description}; VARS template from {release}'s "
+                                          f"{package}")
+    out.check_pair()
+    return out

@@ -1,5 +1,9 @@
 """Path C cells on the QEMU lane: stage on the cache ESP, Boot####, reboot, firmware → target.
 
+x86_64 (OVMF), aarch64 (AAVMF; bookworm's all-zero VARS template is replaced by trixie's so the
+host can plant and read entries) and the `vz` profile (hypervisor "vz": AAVMF, console on hvc0
+only, kexec refused) share this code; the cell picks the profile (`Cell.profile_name`).
+
 One QEMU process sees both passes (no -no-reboot): the bootstrap stages the target kernel and
 restarts the machine, and OVMF then starts the staged kernel's EFI stub from our Boot####.
 Before the boot the fresh VARS copy gets foreign boot entries (virt-fw-vars); afterwards the
@@ -27,9 +31,8 @@ from cloudboot.media.fatread import FatReader
 from lab import console
 from lab.accel import select_accel
 from lab.cells import Cell, CellResult, Stopwatch, file_digest
-from lab.firmware import select_firmware
+from lab.firmware import select_firmware, with_editable_vars
 from lab.hypervisors.qemu import Disk, QemuVM, VMError, VMSpec
-from lab.images import debian
 from lab.profiles import get_profile
 from lab.runner import (
     DECIDED,
@@ -39,8 +42,13 @@ from lab.runner import (
     check_userspace,
     verdict,
 )
+from lab.vz import target_image
 
 FOREIGN_FILES = ("\\EFI\\foreign\\shimx64.efi", "\\EFI\\foreign\\grubx64.efi")
+FOREIGN_FILES_BY_ARCH = {
+    "x86_64": FOREIGN_FILES,
+    "aarch64": ("\\EFI\\foreign\\shimaa64.efi", "\\EFI\\foreign\\grubaa64.efi"),
+}
 
 
 @dataclass
@@ -118,17 +126,19 @@ def run_path_c_disk(cell: Cell, workdir: Path, *, extra_cmdline: str = "",
     """boot.iso (cloudboot.exit=reboot) + cache disk + the Debian target disk."""
     watch = Stopwatch()
     workdir.mkdir(parents=True, exist_ok=True)
-    image = debian.build(cell.release, cell.fs, cell.arch)
-    profile = get_profile(cell.arch)
-    full = (f"console={profile.console} panic=-1 cloudboot.reboot_delay=0 "
-            f"cloudboot.disk=LABEL={image.fs_label} cloudboot.exit=reboot {extra_cmdline}").strip()
+    image = target_image(cell)  # the vz variant for vz cells (lab/vz.py)
+    profile = get_profile(cell.profile_name)
+    full = " ".join([f"console={profile.console} panic=-1 cloudboot.reboot_delay=0",
+                     *profile.guest_cmdline,
+                     f"cloudboot.disk=LABEL={image.fs_label} cloudboot.exit=reboot",
+                     extra_cmdline]).strip()
     iso = build_bootstrap_iso(cell.arch, full, workdir / "boot.iso")
     cache = workdir / "menu-cache.raw"
     cachedisk.create(cache)
-    fw = select_firmware(profile)
+    fw = with_editable_vars(select_firmware(profile))
     accel = select_accel(profile).accel
     vars_path = fw.fresh_vars(workdir)
-    plant_foreign_entries(vars_path)
+    plant_foreign_entries(vars_path, FOREIGN_FILES_BY_ARCH.get(cell.arch, FOREIGN_FILES))
     foreign, order = raw_boot_vars(vars_path)
     spec = VMSpec(
         profile=profile, firmware=fw, vars_path=vars_path, accel=accel,

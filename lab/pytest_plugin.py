@@ -2,23 +2,88 @@
 
 Works with pytest-xdist: every worker writes one JSON file per cell into PATH.d/, and the
 controller merges them (with provenance) when the session ends.
+
+Precache: before the first test runs (pytest_runtestloop, so outside every test's timeout and
+every boot timeout), the plugin builds/fetches what the selected cells need (lab/precache.py):
+cells come from a test's `cell` parameter or its `@pytest.mark.cells(...)` marker. Under xdist
+each worker does it for the whole selection; the caches' locks make the work happen once.
+`--no-precache` skips it. The `lab_precache` session fixture returns the asset digests, which
+also go into results.json's provenance under "assets".
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from lab.cells import CellResult
+from lab.cells import Cell, CellResult
+
+_PRECACHE = pytest.StashKey[dict[str, str]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--matrix-results", type=Path, default=None,
                      help="write matrix cell results to this results.json")
+    parser.addoption("--matrix-merge", action="store_true", default=False,
+                     help="with --matrix-results: keep the verdicts of cells this run does "
+                          "not boot (a partial run updates the table)")
+    parser.addoption("--no-precache", action="store_true", default=False,
+                     help="do not build/fetch the selected cells' assets before the run")
+
+
+def _assets_dir(config: pytest.Config) -> Path | None:
+    path = config.getoption("--matrix-results")
+    return None if path is None else Path(str(path) + ".assets.d")
+
+
+def item_cells(item: pytest.Item) -> list[Cell]:
+    """The cells a test boots: its `cell` parameter and its `cells` marker."""
+    out: list[Cell] = []
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and isinstance(callspec.params.get("cell"), Cell):
+        out.append(callspec.params["cell"])
+    for mark in item.iter_markers("cells"):
+        out += [c for c in mark.args if isinstance(c, Cell)]
+    return out
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    config = session.config
+    if config.getoption("--no-precache") or config.getoption("collectonly", False):
+        return
+    cells = list(dict.fromkeys(c for item in session.items for c in item_cells(item)))
+    if not cells:
+        return
+    from cloudboot.fsutil import cache_dir
+    from lab.images.buildcache import file_lock
+    from lab.precache import precache
+
+    try:
+        # One worker at a time: the first builds, the others then find everything cached.
+        with file_lock(cache_dir("locks") / "precache.lock"):
+            digests = precache(cells)
+    except Exception as e:  # the tests meet the same problem and report it per cell
+        print(f"[lab.precache] failed, the cells will report it: {type(e).__name__}: {e}",
+              file=sys.stderr, flush=True)
+        return
+    config.stash[_PRECACHE] = digests
+    assets = _assets_dir(config)
+    if assets is not None:
+        assets.mkdir(parents=True, exist_ok=True)
+        (assets / f"{os.getpid()}.json").write_text(json.dumps(digests))
+
+
+@pytest.fixture(scope="session")
+def lab_precache(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Asset name -> digest of what the precache step built or fetched for this session."""
+    return request.config.stash.get(_PRECACHE, {})
 
 
 def _parts_dir(config: pytest.Config) -> Path | None:
@@ -31,6 +96,11 @@ def _is_controller(config: pytest.Config) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "cells(*cells): lab cells the test boots (precached "
+                            "before the run)")
+    assets = _assets_dir(config)
+    if assets is not None and _is_controller(config):
+        shutil.rmtree(assets, ignore_errors=True)
     parts = _parts_dir(config)
     if parts is not None and _is_controller(config):
         shutil.rmtree(parts, ignore_errors=True)
@@ -56,5 +126,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     from lab.matrix import provenance, write_results
 
     results = [CellResult.from_json(json.loads(p.read_text())) for p in sorted(parts.glob("*"))]
-    write_results(config.getoption("--matrix-results"), results, provenance())
+    prov = provenance()
+    assets = _assets_dir(config)
+    precached: dict[str, str] = config.stash.get(_PRECACHE, {})
+    digests = dict(precached)
+    if assets is not None and assets.exists():
+        for f in sorted(assets.glob("*.json")):
+            digests.update(json.loads(f.read_text()))
+        shutil.rmtree(assets, ignore_errors=True)
+    prov["assets"] = dict(sorted(digests.items()))
+    write_results(config.getoption("--matrix-results"), results, prov,
+                  merge=config.getoption("--matrix-merge"))
     shutil.rmtree(parts, ignore_errors=True)

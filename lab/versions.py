@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 
+from lab import qemu_private
 from lab.firmware import package_version
 from lab.profiles import PROFILES
 
@@ -42,6 +43,18 @@ def qemu_versions() -> dict[str, str]:
         version = qemu_version(binary)
         if version:
             out[binary] = version
+    # riscv64/loongarch64 run on a private QEMU 10 from bookworm-backports (lab/qemu_private.py)
+    out.update(qemu_private.installed_versions())
+    return out
+
+
+def private_firmware_versions() -> dict[str, str]:
+    """Firmware packages the private-QEMU lanes unpacked from newer suites -> version."""
+    out: dict[str, str] = {}
+    for fw_arch, fw in qemu_private.FIRMWARE.items():
+        found = qemu_private.installed_firmware(fw_arch)
+        if found is not None:
+            out[f"{fw.package} ({fw.suite})"] = qemu_private.package_root_version(found[0])
     return out
 
 
@@ -73,4 +86,4 @@ def libvirt_version() -> str | None:
 def collect() -> dict[str, object]:
     """Everything results.json records about the tools."""
     return {"qemu": qemu_versions(), "firmware": firmware_versions(),
-            "libvirt": libvirt_version()}
+            "firmware_private": private_firmware_versions(), "libvirt": libvirt_version()}

@@ -40,6 +40,9 @@ PHASES = frozenset(
         "menu",
         "menu-choice",
         "reset",
+        # Printed by the native loaders (loader/lib/console.c cb_event), Paths B and D.
+        "loader-start",
+        "loader-handoff",
         "fatal",
     }
 )
@@ -129,6 +132,8 @@ class Events:
         self.debug_enabled = debug
         self.sinks: list[_Sink] = [_Sink(getattr(s, "name", "stream"), stream=s) for s in streams]
         self.history: list[dict[str, Any]] = []  # every event emitted, for tests and summaries
+        self._transcript: list[str] = []  # lines so far, replayed to a console that opens late
+        self._console_behind: str | None = None  # the tty our /dev/console sink writes to
 
     def use_consoles(self, names: Iterable[str] = EXTRA_CONSOLES, dev: Path = Path("/dev"),
                      sys_dir: Path = Path("/sys")) -> None:
@@ -139,6 +144,34 @@ class Events:
             for s in self.sinks:
                 s.close()
             self.sinks = found
+            if any(s.name == "console" for s in found):
+                self._console_behind = _console_target(sys_dir)
+
+    def add_late_consoles(self, names: Iterable[str] = EXTRA_CONSOLES, dev: Path = Path("/dev"),
+                          sys_dir: Path = Path("/sys")) -> list[str]:
+        """Open the consoles that appeared since use_consoles() and replay the earlier lines
+        to them; returns their names. hvc0's driver (virtio_console) is a module in Debian's
+        cloud kernel, and under Apple VZ hvc0 is the only console: without this, everything
+        before the modules load would be lost there."""
+        # Our /dev/console fd stays bound to the tty it had when opened (ttynull, when the
+        # console= device did not exist yet), so a late console is opened by its own name.
+        covered = {s.name for s in self.sinks}
+        if "console" in covered and self._console_behind:
+            covered.add(self._console_behind)
+        added = []
+        for name in names:
+            if name in covered or not (dev / name).exists():
+                continue
+            fd = _open_tty(dev / name)
+            if fd is None:
+                continue
+            sink = _Sink(name, fd=fd)
+            for line in self._transcript:
+                sink.write(line + "\n")
+            self.sinks.append(sink)
+            covered.add(name)
+            added.append(name)
+        return added
 
     @property
     def console_names(self) -> list[str]:
@@ -148,6 +181,8 @@ class Events:
         return round(time.monotonic() - self.t0, 3)
 
     def _line(self, line: str) -> None:
+        if len(self._transcript) < 2000:
+            self._transcript.append(line)
         for sink in self.sinks:
             sink.write(line + "\n")
 

@@ -144,3 +144,30 @@ def test_every_emitted_phase_is_declared() -> None:
                 used.add(node.args[0].value)
     assert used, "found no emit() calls"
     assert used <= events_module.PHASES, used - events_module.PHASES
+
+
+def test_a_console_that_appears_late_gets_the_earlier_lines(tmp_path: Path) -> None:
+    """hvc0's driver is a module: the console shows up after init started (Apple VZ has no
+    other). It is opened then, and every line so far is replayed to it, once."""
+    import pty
+
+    master, slave = pty.openpty()
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    try:
+        ev = Events([io.StringIO()])
+        ev.emit("init-start", version="x")
+        ev.log("before the driver")
+        assert ev.add_late_consoles(("hvc0",), dev, tmp_path / "sys") == []  # not there yet
+        (dev / "hvc0").symlink_to(os.ttyname(slave))
+        assert ev.add_late_consoles(("hvc0",), dev, tmp_path / "sys") == ["hvc0"]
+        assert ev.add_late_consoles(("hvc0",), dev, tmp_path / "sys") == []  # only once
+        ev.log("after the driver")
+        time.sleep(0.1)
+        got = os.read(master, 65536).decode().replace("\r", "")
+    finally:
+        os.close(master)
+        os.close(slave)
+    lines = [line for line in got.splitlines() if line]
+    assert lines[0].startswith(PREFIX) and '"init-start"' in lines[0]
+    assert lines[1:] == ["cloudboot: before the driver", "cloudboot: after the driver"], lines
