@@ -28,6 +28,7 @@ class KexecRefused(OSError):
 
     def __init__(self, err: int, what: str = "kexec_file_load") -> None:
         self.name = errno.errorcode.get(err, f"errno {err}")
+        self.what = what  # the call that was refused: kexec_load on arm64's fallback
         super().__init__(err, f"{what} refused: {self.name} ({os.strerror(err)})")
 
 

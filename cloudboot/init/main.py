@@ -125,6 +125,8 @@ class Boot:
     registry: Any = None  # oci.Registry, shared by plan and target pulls
     plan_dns: list[str] = field(default_factory=list)  # the plan's `dns = [...]`
     metadata_dns: bool = False  # metadata set cloudboot.dns: it outranks the plan's
+    menu_shown: bool = False  # the user chose the target: a failure goes back to the menu
+    menu_wait: bool = False  # after a failure the menu waits for a choice (no countdown)
 
 
 def parse_argv(argv: list[str]) -> Options:
@@ -226,6 +228,7 @@ def wants_menu(cfg: cmdline.BootConfig, plan: Any) -> bool:
 
 
 RESET_ITEM = "reset"  # the menu entry that runs cloudboot.reset=1, then asks again
+MENU_RETRIES = 10  # failures after a menu choice that go back to the menu
 
 
 def run_menu(boot: Boot, plan: Any, arch: str) -> str:
@@ -247,6 +250,9 @@ def run_menu(boot: Boot, plan: Any, arch: str) -> str:
     timeout = cfg.menu_timeout if cfg.menu_timeout is not None else (
         plan.menu.timeout if plan.menu is not None else 10)
     prompt = cfg.menu_prompt or (plan.menu.prompt if plan.menu is not None else None)
+    if boot.menu_wait:  # back after a failure: the default may be what failed
+        timeout = 0
+    boot.menu_shown = True
 
     def say(text: str) -> None:
         for sink in ev.sinks:
@@ -389,7 +395,7 @@ def sink_kexec(boot: Boot, h: Handoff) -> None:
     try:
         image = kexec.load(h.kernel, h.initrd, h.cmdline, WORK_DIR)
     except kexec.KexecRefused as e:
-        why = f"kexec_file_load of {h.kernel} refused: {e.name} ({os.strerror(e.errno or 0)})"
+        why = f"{e.what} of {h.kernel} refused: {e.name} ({os.strerror(e.errno or 0)})"
         reboot_sink.fall_back_to_reboot(boot, h, why)
         raise Fatal("handoff", why) from e
     except (OSError, ValueError) as e:  # unreadable file, corrupt compressed kernel
@@ -468,6 +474,12 @@ def oci_source(boot: Boot, target: Any) -> Source:
 # --- the flow -------------------------------------------------------------------------------
 def run(boot: Boot) -> int:
     """Everything between init-start and the hand-off; raises Fatal on any failure."""
+    prepare(boot)
+    return boot_target(boot)
+
+
+def prepare(boot: Boot) -> None:
+    """Once per boot: command line, modules, network and metadata, cloudboot.reset."""
     ev, opts = boot.ev, boot.opts
     boot.stage = "init-plan"
     text = opts.cmdline_text
@@ -492,6 +504,7 @@ def run(boot: Boot) -> int:
         for name, why in report.failed:
             ev.log(f"module {name} failed to load: {why}")
         ev.emit("modules-loaded", **report.summary())
+        _late_consoles(ev)
 
     boot.text = text
     if netboot.needs_network(cfg):
@@ -505,6 +518,11 @@ def run(boot: Boot) -> int:
         if cfg.menu is None:
             cfg.menu = True
 
+
+def boot_target(boot: Boot) -> int:
+    """Choose the target (the menu may ask), find or pull it, hand off. Runs again after a
+    failure when the user chose from the menu."""
+    ev, opts, cfg = boot.ev, boot.opts, boot.cfg
     src = select_source(boot)
     ev.emit("target-selected", origin=src.origin, target=src.target, device=src.device,
             oci=[r for _, r in src.oci] or None, exit=cfg.exit)
@@ -523,6 +541,13 @@ def run(boot: Boot) -> int:
                 if cand.initrd else None, version=cand.version, found_by=cand.source,
                 cmdline=line, cmdline_from=line_origin)
         return hand_off(boot, h)
+    except Fatal:
+        if mounted is not None and boot.menu_shown and not opts.dry_run:
+            try:  # the menu may send us round again, to this or another disk
+                mount.umount(mounted)
+            except OSError as e:
+                ev.log(f"warning: {e}")
+        raise
     finally:
         if mounted is not None and opts.dry_run:
             try:
@@ -562,6 +587,24 @@ def after_fatal(boot: Boot) -> int:
     return 1  # not reached
 
 
+def _late_consoles(ev: events.Events, wait: float = 2.0) -> None:
+    """Once virtio_console is loaded, open hvc0 and replay the lines before it (VZ's only
+    console). Its port shows up shortly after the driver binds: wait for it, briefly."""
+    bound = Path("/sys/bus/virtio/drivers/virtio_console")
+    deadline = time.monotonic() + wait
+    while True:
+        added = ev.add_late_consoles()
+        if added:
+            ev.log(f"console {', '.join(added)} appeared with its driver: earlier lines "
+                   "replayed there")
+            return
+        if time.monotonic() > deadline or not any(bound.glob("virtio*")):
+            return
+        if "hvc0" in ev.console_names or Path("/dev/hvc0").exists():
+            return
+        time.sleep(0.05)
+
+
 def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     is_pid1 = pid1.is_pid1()
@@ -587,18 +630,28 @@ def main(argv: list[str] | None = None) -> int:
             problems=problems)
     for p in problems:
         ev.log(f"warning: early mount: {p}")
-    try:
-        return run(boot)
-    except Fatal as e:
-        ev.fatal(e.category, e.message)
-    except BaseException as e:  # noqa: BLE001 - a bug must still end in one fatal event
-        if isinstance(e, KeyboardInterrupt | SystemExit) and not is_pid1:
-            raise
-        where = ""
-        tb = e.__traceback__
-        while tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-        if tb is not None:
-            where = f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
-        ev.fatal(boot.stage, f"internal error: {type(e).__name__}: {e}{where}")
-    return after_fatal(boot)
+    prepared, retries = False, 0
+    while True:
+        try:
+            if not prepared:
+                prepare(boot)
+                prepared = True
+            return boot_target(boot)
+        except Fatal as e:
+            ev.fatal(e.category, e.message)
+            if prepared and boot.menu_shown and retries < MENU_RETRIES:
+                retries += 1
+                ev.log("back to the menu: choose again (or reset the machine)")
+                boot.cfg.target, boot.menu_shown, boot.menu_wait = None, False, True
+                continue
+        except BaseException as e:  # noqa: BLE001 - a bug must still end in one fatal event
+            if isinstance(e, KeyboardInterrupt | SystemExit) and not is_pid1:
+                raise
+            where = ""
+            tb = e.__traceback__
+            while tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+            if tb is not None:
+                where = f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+            ev.fatal(boot.stage, f"internal error: {type(e).__name__}: {e}{where}")
+        return after_fatal(boot)

@@ -217,3 +217,48 @@ def test_real_ext4_on_loop_device(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert dry["kernel"] == str(mnt / f"boot/vmlinuz-{V}")
     assert dry["cmdline"] == f"root=UUID={fs_uuid} ro console=ttyS0"
     assert not os.path.ismount(mnt)  # a dry run leaves nothing mounted
+
+
+def test_a_failed_menu_choice_goes_back_to_the_menu(tmp_path: Path, monkeypatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """The user picks a target that fails (no such kernel): one fatal event, the menu comes
+    back (waiting, no countdown), the next choice boots."""
+    from cloudboot.init import menu
+
+    root = _debian_tree(tmp_path / "t")
+    plan = tmp_path / "plan.hcl"
+    plan.write_text(
+        'default_target = "broken"\nmenu {\n  timeout = 5\n}\n'
+        'target "broken" {\n  disk {\n    device = "LABEL=deb"\n'
+        '    kernel = "/boot/nosuch"\n  }\n}\n'
+        'target "debian" {\n  disk {\n    device = "LABEL=deb"\n  }\n}\n')
+    r, w = os.pipe()
+    saved = os.dup(0)
+    typed = iter([b"broken\n", b"debian\n"])
+    real_run = menu.run
+    timeouts = []
+
+    def run(items, default, timeout, *rest):  # type: ignore[no-untyped-def]
+        timeouts.append(timeout)
+        os.write(w, next(typed))  # the user types once the menu is up
+        return real_run(items, default, timeout, *rest)
+
+    monkeypatch.setattr(menu, "run", run)
+    os.dup2(r, 0)
+    try:
+        rc = init_main.main(["--cmdline", "console=ttyS0", "--plan", str(plan),
+                             "--root", str(root), "--dry-run"])
+    finally:
+        os.dup2(saved, 0)
+        for fd in (r, w, saved):
+            os.close(fd)
+    out = capsys.readouterr().out
+    evs = [e for e in map(parse_line, out.splitlines()) if e is not None]
+    assert rc == 0
+    choices = [e["target"] for e in evs if e["phase"] == "menu-choice"]
+    assert choices == ["broken", "debian"]
+    fatals = [e for e in evs if e["phase"] == "fatal"]
+    assert len(fatals) == 1 and fatals[0]["category"] == "init-disk"
+    assert "back to the menu" in out
+    assert timeouts == [5, 0]  # the second menu waits for a choice
+    assert "cloudboot: " + init_main.DRY_RUN in out
