@@ -7,6 +7,7 @@ is not what RESULTS renders to (a hand edit, or results newer than the table).
 from __future__ import annotations
 
 import argparse
+import datetime
 import fnmatch
 import json
 import platform
@@ -26,7 +27,7 @@ EXPECTED = ROOT / "matrix" / "expected.toml"
 LANES = (
     [("qemu", a) for a in ("x86_64", "aarch64", "riscv64", "loongarch64", "armv7")]
     + [("libvirt", "x86_64"), ("libvirt", "aarch64"), ("openstack", "x86_64"),
-       ("vfkit", "aarch64")]
+       ("vfkit", "aarch64"), ("vz", "aarch64")]
 )
 
 
@@ -99,6 +100,7 @@ def provenance() -> dict[str, Any]:
         return r.stdout.strip() if r.returncode == 0 else "unknown"
 
     return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "commit": git("rev-parse", "HEAD"),
         "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
         "host": {"machine": platform.machine(), "kernel": platform.release(),
@@ -108,13 +110,29 @@ def provenance() -> dict[str, Any]:
     }
 
 
-def write_results(path: Path, results: list[CellResult], prov: dict[str, Any]) -> None:
-    """results.json: every cell of the matrix, the ones not run included, with provenance."""
+def write_results(path: Path, results: list[CellResult], prov: dict[str, Any], *,
+                  merge: bool = False) -> None:
+    """results.json: every cell of the matrix, the ones not run included, with provenance.
+
+    `merge`: cells this run did not boot keep their verdict from the results already at
+    `path`, each marked with the run it came from (`from_run`: commit and date), so a partial
+    run (new cells, one lane) updates the table without throwing the rest away."""
     by_id = {r.cell.id: r for r in results}
+    earlier: dict[str, dict[str, Any]] = {}
+    if merge and path.exists():
+        old = json.loads(path.read_text())
+        old_prov = old.get("provenance", {})
+        origin = {"commit": old_prov.get("commit", "unknown"), "date": old_prov.get("date")}
+        for c in old.get("cells", []):
+            if c.get("status") != "not-run":
+                earlier[c["cell"]] = {**c, "from_run": c.get("from_run") or origin}
     expectations = load_expectations()
     cells = []
     for cell in all_cells():
         r = by_id.pop(cell.id, None)
+        if r is None and cell.id in earlier:
+            cells.append(earlier.pop(cell.id))
+            continue
         if r is None:
             rule = next((e for e in expectations if e.kind == "not_run"
                          and fnmatch.fnmatchcase(cell.id, e.pattern)), None)
@@ -122,6 +140,7 @@ def write_results(path: Path, results: list[CellResult], prov: dict[str, Any]) -
             r = CellResult(cell=cell, status="not-run", reason=reason)
         cells.append(r.to_json())
     cells.extend(r.to_json() for r in by_id.values())  # cells outside the known universe
+    cells.extend(c for cid, c in earlier.items() if cid not in {x["cell"] for x in cells})
     doc = {"provenance": prov, "cells": cells}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
@@ -145,6 +164,11 @@ def _cell_text(r: dict[str, Any], notes: dict[str, int]) -> str:
     us = r.get("phase_times", {}).get("userspace")
     if us is not None:
         text += f" {us:.0f} s"
+    if r.get("from_run"):  # kept from an earlier run by a merging (partial) run
+        run = r["from_run"]
+        n = notes.setdefault(f"from an earlier run: commit {str(run.get('commit'))[:12]}"
+                             + (f", {run['date']}" if run.get("date") else ""), len(notes) + 1)
+        text += f" [{n}]"
     return text
 
 
@@ -164,7 +188,8 @@ def render(doc: dict[str, Any]) -> str:
     qemu = tools.get("qemu", {}) if isinstance(tools, dict) else {}
     fw = tools.get("firmware", {}) if isinstance(tools, dict) else {}
     lines += [
-        f"- commit: `{prov.get('commit', 'unknown')}`" + (" (dirty)" if prov.get("dirty") else ""),
+        f"- commit: `{prov.get('commit', 'unknown')}`" + (" (dirty)" if prov.get("dirty") else "")
+        + (f", {prov['date']}" if prov.get("date") else ""),
         f"- accelerator: {prov.get('accel', 'unknown')}; host: "
         f"{prov.get('host', {}).get('machine', '?')}, Linux {prov.get('host', {}).get('kernel')}",
         "- QEMU: " + (", ".join(f"{k} {v}" for k, v in sorted(qemu.items())) or "unknown"),
@@ -175,6 +200,8 @@ def render(doc: dict[str, Any]) -> str:
     idle_lanes: dict[str, list[str]] = {}
     for hv, arch in LANES:
         lane = [r for r in cells if r["cell"].startswith(f"{hv}-{arch}-")]
+        if not lane:  # a lane newer than these results: nothing to show for it yet
+            continue
         if all(r["status"] == "not-run" for r in lane):
             reasons = sorted({r["reason"] for r in lane})
             idle_lanes[f"{hv} · {arch}"] = reasons

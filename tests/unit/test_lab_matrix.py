@@ -99,3 +99,28 @@ def test_judge_expected_and_known_failures(tmp_path: Path) -> None:
 def test_cell_ids_round_trip_with_dashes_in_the_last_field() -> None:
     cell = Cell("qemu", "x86_64", "A", "debian-12", "ext4-oci-plan")
     assert Cell.from_id(cell.id) == cell
+
+
+def test_a_merging_run_keeps_earlier_verdicts_and_says_where_they_came_from(
+        tmp_path: Path) -> None:
+    _doc(tmp_path)  # the earlier run: debian-12/ext4 pass, debian-13/xfs fail, at commit abc
+    path = tmp_path / "results.json"
+    doc = json.loads(path.read_text())
+    doc["provenance"]["date"] = "2026-11-01T00:00:00Z"
+    path.write_text(json.dumps(doc))
+    rerun = CellResult(Cell("qemu", "x86_64", "A", "debian-13", "xfs"), "pass",
+                       phase_times={"userspace": 50.0}, accel="tcg")
+    matrix.write_results(path, [rerun], {"commit": "def", "accel": "tcg"}, merge=True)
+    merged = {c["cell"]: c for c in json.loads(path.read_text())["cells"]}
+    assert len(merged) == len(matrix.all_cells())
+    kept = merged["qemu-x86_64-A-debian-12-ext4"]
+    assert kept["status"] == "pass"
+    assert kept["from_run"] == {"commit": "abc", "date": "2026-11-01T00:00:00Z"}
+    fresh = merged["qemu-x86_64-A-debian-13-xfs"]
+    assert fresh["status"] == "pass" and "from_run" not in fresh
+    text = matrix.render(json.loads(path.read_text()))
+    assert "from an earlier run: commit abc, 2026-11-01T00:00:00Z" in text
+    # without merge the same run forgets what it did not boot
+    matrix.write_results(path, [rerun], {"commit": "def", "accel": "tcg"})
+    plain = {c["cell"]: c for c in json.loads(path.read_text())["cells"]}
+    assert plain["qemu-x86_64-A-debian-12-ext4"]["status"] == "not-run"
