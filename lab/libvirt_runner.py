@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from cloudboot.efi import varstore
-from cloudboot.media import cachedisk
 from lab import console
 from lab.accel import select_accel
 from lab.cells import Cell, CellResult, Stopwatch, file_digest
@@ -22,14 +20,7 @@ from lab.firmware import select_firmware
 from lab.hypervisors.libvirt import Connection, LibvirtUnavailable, LibvirtVM, connect
 from lab.hypervisors.qemu import Disk, VMError, VMSpec
 from lab.images import debian
-from lab.path_c import (
-    PathCRun,
-    cache_esp,
-    fsck_esp,
-    plant_foreign_entries,
-    raw_boot_vars,
-    read_esp,
-)
+from lab.path_c import PathCMachine, PathCRun
 from lab.profiles import get_profile
 from lab.runner import DECIDED, BootOutcome, build_bootstrap_iso, check_userspace, verdict
 
@@ -101,41 +92,11 @@ def run_path_a_disk(cell: Cell, workdir: Path, *, timeout: float = 420.0) -> Cel
 
 
 def run_path_c_disk(cell: Cell, workdir: Path, *, timeout: float = 600.0) -> PathCRun:
-    """Path C through libvirt: boot.iso (cloudboot.exit=reboot) + cache disk + the Debian
-    target disk; afterwards the nvram file, the cache ESP and `fsck.vfat -n` are read on the
-    host, as lab.path_c does for the QEMU lane."""
+    """Path C through libvirt: the QEMU lane's machine (boot.iso with cloudboot.exit=reboot,
+    cache disk, Debian target, foreign entries planted) booted as a libvirt domain; the nvram
+    file, the cache ESP and `fsck.vfat -n` are read back on the host afterwards."""
     watch = Stopwatch()
-    workdir.mkdir(parents=True, exist_ok=True)
-    image = debian.build(cell.release, cell.fs, cell.arch)
-    profile = get_profile(cell.arch)
-    full = (f"console={profile.console} panic=-1 cloudboot.reboot_delay=0 "
-            f"cloudboot.disk=LABEL={image.fs_label} cloudboot.exit=reboot").strip()
-    iso = build_bootstrap_iso(cell.arch, full, workdir / "boot.iso")
-    cache = workdir / "menu-cache.raw"
-    cachedisk.create(cache)
-    fw = select_firmware(profile)
-    accel = select_accel(profile).accel
-    vars_path = fw.fresh_vars(workdir)
-    plant_foreign_entries(vars_path)
-    foreign, order = raw_boot_vars(vars_path)
-    spec = VMSpec(
-        profile=profile, firmware=fw, vars_path=vars_path, accel=accel,
-        disks=[Disk(iso, interface="virtio-blk", readonly=True),
-               Disk(cache, interface="virtio-blk"),
-               Disk(image.path, interface="virtio-blk", snapshot=True)],
-        no_reboot=False,  # Path C reboots on purpose: on_reboot=restart
-        hard_timeout=timeout + 90, name=cell.id,
-    )
-    outcome = boot(spec, workdir / "vm", timeout)
-    result = verdict(cell, outcome, accel=accel, seconds=watch.seconds())
-    result.assets = {"boot.iso": file_digest(iso), "target-image": image.key}
-    if result.status == "pass":
-        check_userspace(result, image)
-    run = PathCRun(result, vars_path, cache, foreign, order)
-    run.events = [e.data for e in outcome.events.events if e.phase != "userspace"]
-    run.vars_after = varstore.describe(vars_path)
-    run.raw_after, run.order_after = raw_boot_vars(vars_path)
-    run.esp = cache_esp(cache)
-    run.esp_files = read_esp(cache, run.esp)
-    run.fsck = fsck_esp(cache, run.esp, workdir / "esp.img")
-    return run
+    m = PathCMachine.create(cell, workdir)
+    iso = m.iso(m.cmdline())
+    outcome = boot(m.spec(iso, timeout), workdir / "vm", timeout)
+    return m.finish(outcome, iso, watch.seconds())

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from cloudboot.efi import varstore
 from cloudboot.media import cachedisk, configdrive
 from cloudboot.media.configdrive import InstanceMetadata
 from lab.accel import select_accel
@@ -36,11 +35,8 @@ from lab.images import debian
 from lab.metadata_service import GUEST_NET, MetadataService, Request
 from lab.path_c import (
     PathCRun,
-    cache_esp,
-    fsck_esp,
     plant_foreign_entries,
     raw_boot_vars,
-    read_esp,
 )
 from lab.profiles import Profile, get_profile
 from lab.runner import boot, build_bootstrap_iso, check_userspace, verdict
@@ -147,14 +143,8 @@ def run_openstack_cell(cell: Cell, workdir: Path, meta: dict[str, str], *,
     run = OpenStackRun(result, requests, drive,
                        [e.data for e in outcome.events.events if e.phase != "userspace"])
     if path_c:
-        pc = PathCRun(result, vars_path, cache, foreign, order)
-        pc.events = run.events
-        pc.vars_after = varstore.describe(vars_path)
-        pc.raw_after, pc.order_after = raw_boot_vars(vars_path)
-        pc.esp = cache_esp(cache)
-        pc.esp_files = read_esp(cache, pc.esp)
-        pc.fsck = fsck_esp(cache, pc.esp, workdir / "esp.img")
-        run.path_c = pc
+        pc = PathCRun(result, vars_path, cache, foreign, order, events=run.events)
+        run.path_c = pc.read_back(workdir / "esp.img")
     return run
 
 

@@ -14,6 +14,7 @@ what the guest really wrote.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import shutil
 import socket
@@ -25,19 +26,21 @@ from typing import Any
 
 from cloudboot.efi import varstore
 from cloudboot.efi.guid import EFI_GLOBAL_VARIABLE
+from cloudboot.efi.loadopt import staged_paths
+from cloudboot.init.bootentry import build_option
 from cloudboot.init.gptread import GptPartition, read_gpt
 from cloudboot.media import cachedisk
 from cloudboot.media.fatread import FatReader
 from lab import console
 from lab.accel import select_accel
 from lab.cells import Cell, CellResult, Stopwatch, file_digest
-from lab.firmware import select_firmware, with_editable_vars
-from lab.hypervisors.qemu import Disk, QemuVM, VMError, VMSpec
-from lab.profiles import get_profile
+from lab.firmware import Firmware, select_firmware, with_editable_vars
+from lab.hypervisors.qemu import Disk, QemuVM, UserNet, VMError, VMSpec
+from lab.images import debian
+from lab.profiles import Profile, get_profile
 from lab.runner import (
     DECIDED,
     BootOutcome,
-    boot,
     build_bootstrap_iso,
     check_userspace,
     verdict,
@@ -65,9 +68,24 @@ class PathCRun:
     esp_files: dict[str, int] = field(default_factory=dict)  # FAT path -> size
     fsck: subprocess.CompletedProcess[str] | None = None
     events: list[dict[str, Any]] = field(default_factory=list)  # CLOUDBOOT-EVENT data
+    killed_at: str | None = None  # the event phase at which the lab cut the power
 
     def event(self, phase: str) -> dict[str, Any] | None:
         return next((e for e in self.events if e.get("phase") == phase), None)
+
+    @property
+    def ours(self) -> list[dict[str, Any]]:
+        """cloudboot's Boot#### entries in the VARS file after the boot."""
+        return [e for e in self.vars_after.get("entries", []) if e.get("cloudboot")]
+
+    def read_back(self, scratch: Path) -> PathCRun:
+        """What the guest left: the VARS file, the cache ESP's files, `fsck.vfat -n`."""
+        self.vars_after = varstore.describe(self.vars_path)
+        self.raw_after, self.order_after = raw_boot_vars(self.vars_path)
+        self.esp = cache_esp(self.cache_path)
+        self.esp_files = read_esp(self.cache_path, self.esp)
+        self.fsck = fsck_esp(self.cache_path, self.esp, scratch)
+        return self
 
 
 def plant_foreign_entries(vars_path: Path, files: tuple[str, ...] = FOREIGN_FILES) -> None:
@@ -121,46 +139,183 @@ def fsck_esp(cache: Path, part: GptPartition, scratch: Path) -> subprocess.Compl
         scratch.unlink()
 
 
+@dataclass
+class PathCMachine:
+    """One Path C guest across several boots: the same VARS file and cache disk every time,
+    as a real machine keeps them (the fault cases: a power cut mid-staging and the boot
+    after, a reset and the boot after, BootNext consumed)."""
+
+    cell: Cell
+    workdir: Path
+    image: debian.TargetImage
+    profile: Profile
+    firmware: Firmware
+    accel: str
+    vars_path: Path
+    cache: Path
+    foreign_before: dict[str, bytes] = field(default_factory=dict)
+    order_before: list[int] = field(default_factory=list)
+    boots: int = 0
+
+    @classmethod
+    def create(cls, cell: Cell, workdir: Path, *, cache_mib: int = cachedisk.DEFAULT_SIZE_MIB,
+               image: debian.TargetImage | None = None) -> PathCMachine:
+        """A fresh VARS copy with foreign entries planted, a new cache disk. `image`: the
+        target disk when the cell's fs field is not a plain filesystem ("ext4-oci-plan")."""
+        workdir.mkdir(parents=True, exist_ok=True)
+        image = image or target_image(cell)  # the vz variant for vz cells (lab/vz.py)
+        profile = get_profile(cell.profile_name)
+        fw = with_editable_vars(select_firmware(profile))
+        vars_path = fw.fresh_vars(workdir)
+        plant_foreign_entries(vars_path, FOREIGN_FILES_BY_ARCH.get(cell.arch, FOREIGN_FILES))
+        cache = workdir / "menu-cache.raw"
+        cachedisk.create(cache, cache_mib)
+        foreign, order = raw_boot_vars(vars_path)
+        return cls(cell, workdir, image, profile, fw, select_accel(profile).accel, vars_path,
+                   cache, foreign, order)
+
+    def cmdline(self, extra: str = "", *, disk: bool = True) -> str:
+        """Console, the target disk (unless a plan picks it), Path C's exit, and `extra`."""
+        p = self.profile
+        parts = [f"console={p.console} panic=-1 cloudboot.reboot_delay=0", *p.guest_cmdline,
+                 f"cloudboot.disk=LABEL={self.image.fs_label}" if disk else "",
+                 "cloudboot.exit=reboot", extra]
+        return " ".join(x for x in parts if x)
+
+    def iso(self, cmdline: str, plan_file: Path | None = None) -> Path:
+        """boot.iso for this command line (and embedded plan), built once per machine."""
+        key = hashlib.sha256(cmdline.encode() + (plan_file.read_bytes() if plan_file else b""))
+        out = self.workdir / f"boot-{key.hexdigest()[:12]}.iso"
+        if not out.exists():
+            build_bootstrap_iso(self.cell.arch, cmdline, out, plan_file)
+        return out
+
+    def spec(self, iso: Path, timeout: float, *, extra_args: list[str] | None = None,
+             nic: UserNet | None = None) -> VMSpec:
+        return VMSpec(
+            profile=self.profile, firmware=self.firmware, vars_path=self.vars_path,
+            accel=self.accel,  # type: ignore[arg-type]
+            disks=[Disk(iso, interface="virtio-blk", readonly=True),
+                   Disk(self.cache, interface="virtio-blk"),
+                   Disk(self.image.path, interface="virtio-blk", snapshot=True)],
+            no_reboot=False,  # Path C reboots on purpose
+            hard_timeout=timeout + 90, name=self.cell.id, extra_args=extra_args or [],
+            nic=nic)
+
+    def finish(self, outcome: BootOutcome, iso: Path, seconds: float,
+               killed_at: str | None = None) -> PathCRun:
+        """The verdict and everything the host reads back after a boot."""
+        result = verdict(self.cell, outcome, accel=self.accel, seconds=seconds)
+        result.assets = {"boot.iso": file_digest(iso), "target-image": self.image.key}
+        if result.status == "pass":
+            check_userspace(result, self.image)
+        run = PathCRun(result, self.vars_path, self.cache, self.foreign_before,
+                       self.order_before, killed_at=killed_at)
+        run.events = [e.data for e in outcome.events.events if e.phase != "userspace"]
+        return run.read_back(self.workdir / "esp.img")
+
+    def boot(self, iso: Path, *, timeout: float = 600.0, kill_at: str | None = None,
+             type_at: tuple[re.Pattern[str], str] | None = None,
+             nic: UserNet | None = None) -> PathCRun:
+        """Boot once on QEMU, until the boot decides itself. `kill_at`: SIGKILL QEMU the
+        moment that guest event phase is printed (a power cut). `type_at`: when the pattern
+        appears on the serial console, type the text into the guest's hvc0 (a virtconsole on
+        a socket). `nic`: a user-mode NIC (network plans); none by default."""
+        self.boots += 1
+        watch = Stopwatch()
+        sock = Path(tempfile.mkdtemp(prefix="cb-hvc-")) / "hvc0.sock"
+        extra = ["-chardev", f"socket,id=hvc,path={sock},server=on,wait=off",
+                 "-device", "virtio-serial-pci,id=vser9",
+                 "-device", "virtconsole,chardev=hvc,name=menu.0"] if type_at else []
+        spec = self.spec(iso, timeout, extra_args=extra, nic=nic)
+        timed_out, killed = False, None
+        try:
+            with QemuVM(spec, self.workdir / f"vm{self.boots}") as vm:
+                try:
+                    if kill_at is not None:
+                        vm.wait_for(re.compile(rf'"phase":\s*"({re.escape(kill_at)}|fatal)"'),
+                                    timeout=timeout)
+                        if f'"{kill_at}"' in vm.text():
+                            vm.kill()
+                            killed = kill_at
+                    else:
+                        if type_at is not None:
+                            vm.wait_for(type_at[0], timeout=timeout)
+                            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                                s.connect(str(sock))
+                                s.sendall(type_at[1].encode())
+                        vm.wait_for(DECIDED, timeout=timeout)
+                        with contextlib.suppress(VMError):
+                            vm.wait_exit(30)
+                except VMError:
+                    timed_out = vm.is_running() or vm.timed_out
+                text = vm.text()
+        finally:
+            shutil.rmtree(sock.parent, ignore_errors=True)
+        outcome = BootOutcome(text, console.parse_log(vm.console_log), timed_out,
+                              vm.console_log)
+        return self.finish(outcome, iso, watch.seconds(), killed)
+
+
 def run_path_c_disk(cell: Cell, workdir: Path, *, extra_cmdline: str = "",
                     timeout: float = 600.0) -> PathCRun:
-    """boot.iso (cloudboot.exit=reboot) + cache disk + the Debian target disk."""
-    watch = Stopwatch()
-    workdir.mkdir(parents=True, exist_ok=True)
-    image = target_image(cell)  # the vz variant for vz cells (lab/vz.py)
-    profile = get_profile(cell.profile_name)
-    full = " ".join([f"console={profile.console} panic=-1 cloudboot.reboot_delay=0",
-                     *profile.guest_cmdline,
-                     f"cloudboot.disk=LABEL={image.fs_label} cloudboot.exit=reboot",
-                     extra_cmdline]).strip()
-    iso = build_bootstrap_iso(cell.arch, full, workdir / "boot.iso")
-    cache = workdir / "menu-cache.raw"
-    cachedisk.create(cache)
-    fw = with_editable_vars(select_firmware(profile))
-    accel = select_accel(profile).accel
-    vars_path = fw.fresh_vars(workdir)
-    plant_foreign_entries(vars_path, FOREIGN_FILES_BY_ARCH.get(cell.arch, FOREIGN_FILES))
-    foreign, order = raw_boot_vars(vars_path)
-    spec = VMSpec(
-        profile=profile, firmware=fw, vars_path=vars_path, accel=accel,
-        disks=[Disk(iso, interface="virtio-blk", readonly=True),
-               Disk(cache, interface="virtio-blk"),
-               Disk(image.path, interface="virtio-blk", snapshot=True)],
-        no_reboot=False,  # Path C reboots on purpose
-        hard_timeout=timeout + 90, name=cell.id,
-    )
-    outcome = boot(spec, workdir / "vm", timeout)
-    result = verdict(cell, outcome, accel=accel, seconds=watch.seconds())
-    result.assets = {"boot.iso": file_digest(iso), "target-image": image.key}
-    if result.status == "pass":
-        check_userspace(result, image)
-    run = PathCRun(result, vars_path, cache, foreign, order)
-    run.events = [e.data for e in outcome.events.events if e.phase != "userspace"]
-    run.vars_after = varstore.describe(vars_path)
-    run.raw_after, run.order_after = raw_boot_vars(vars_path)
-    run.esp = cache_esp(cache)
-    run.esp_files = read_esp(cache, run.esp)
-    run.fsck = fsck_esp(cache, run.esp, workdir / "esp.img")
-    return run
+    """boot.iso (cloudboot.exit=reboot) + cache disk + the Debian target disk, one boot."""
+    m = PathCMachine.create(cell, workdir)
+    return m.boot(m.iso(m.cmdline(extra_cmdline)), timeout=timeout)
+
+
+def path_c_problems(run: PathCRun) -> list[str]:
+    """What is wrong with a Path C run that should have passed; [] when nothing is.
+
+    cloudboot-init ran once (the second pass was the firmware starting the staged kernel);
+    the phases came in order; one entry of ours, first in BootOrder, no duplicates, pointing
+    with HD() at the cache ESP as the host reads it, options `initrd=… root=…`; every
+    foreign entry byte for byte as planted and still in BootOrder; the staged files on the
+    FAT with the sizes the guest reported, no temporary file left, and fsck clean."""
+    r = run.result
+    if r.status != "pass":
+        return [f"{r.category}: {r.evidence}"]
+    bad: list[str] = []
+    if r.banners != 1:
+        bad.append(f"cloudboot-init ran {r.banners} times, not once")
+    t = r.phase_times
+    order = [t.get(p) for p in ("staged", "bootvar-written", "rebooting", "userspace")]
+    # Host arrival times: lines read in one batch share a timestamp, hence <=.
+    if None in order or not (order[0] <= order[1] <= order[2] < order[3]):  # type: ignore[operator]
+        bad.append(f"phases out of order: {order}")
+    if len(run.ours) != 1:
+        return bad + [f"{len(run.ours)} cloudboot entries, not 1: {run.vars_after}"]
+    entry, boot_order = run.ours[0], run.vars_after.get("boot_order") or []
+    if not boot_order or boot_order[0] != entry["number"]:
+        bad.append(f"Boot{entry['number']} is not first in BootOrder {boot_order}")
+    if len(set(boot_order)) != len(boot_order):
+        bad.append(f"duplicates in BootOrder {boot_order}")
+    target = entry["description"].removeprefix("cloud-boot ")
+    kernel, initrd = staged_paths(target)
+    if run.esp is None or entry["device_path"] != build_option(target, run.esp, "").path_text():
+        bad.append(f"device path {entry['device_path']} is not the cache ESP's {run.esp}")
+    if not entry["optional_data"].startswith(f"initrd={initrd} ") or \
+            "root=" not in entry["optional_data"]:
+        bad.append(f"options {entry['optional_data']!r}")
+    if not run.foreign_before:
+        bad.append("no foreign entries were planted")
+    for name, data in run.foreign_before.items():
+        if run.raw_after.get(name) != data:
+            bad.append(f"{name} was changed")
+        if int(name[4:], 16) not in run.order_after:
+            bad.append(f"{name} fell out of BootOrder")
+    staged = run.event("staged") or {}
+    files = {p.lower(): size for p, size in run.esp_files.items()}
+    for path, key in ((kernel, "kernel_bytes"), (initrd, "initrd_bytes")):
+        got = files.get(path.replace("\\", "/").lower())
+        if got is None or got != staged.get(key) or got < 1 << 20:
+            bad.append(f"{path}: {got} bytes on the ESP, the guest staged {staged.get(key)}")
+    if any(p.endswith(".cbtmp") for p in files):
+        bad.append("a temporary file was left behind")
+    if run.fsck is None or run.fsck.returncode != 0:
+        bad.append("fsck.vfat: " + ("not run" if run.fsck is None
+                                    else run.fsck.stdout + run.fsck.stderr))
+    return bad
 
 
 MENU_PROMPT = re.compile(r"\[number, name or prefix; Enter = [^\]]+\]")

@@ -21,7 +21,7 @@ from lab.cells import Cell, CellResult, Stopwatch, file_digest
 from lab.firmware import select_firmware
 from lab.hypervisors.qemu import Disk, UserNet, VMSpec, guestfwd
 from lab.images import debian
-from lab.path_c_machine import PathCMachine
+from lab.path_c import PathCMachine
 from lab.profiles import get_profile
 from lab.runner import boot, build_bootstrap_iso, check_userspace, verdict
 
@@ -212,4 +212,4 @@ target "debian" {{
     assert staged is not None and staged["kernel_bytes"] == image.kernel.stat().st_size
     assert [e["description"] for e in b.ours] == ["cloud-boot debian"]
     assert b.vars_after["boot_order"][0] == b.ours[0]["number"]
-    assert b.fsck_rc == 0, b.fsck_text
+    assert b.fsck is not None and b.fsck.returncode == 0, b.fsck

@@ -16,7 +16,7 @@ import pytest
 from cloudboot.efi import varstore
 from cloudboot.efi.loadopt import staged_paths
 from lab.cells import Cell
-from lab.path_c_machine import PathCBoot, PathCMachine
+from lab.path_c import PathCMachine, PathCRun
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
 
@@ -27,13 +27,13 @@ def _cell(fs: str = "ext4") -> Cell:
     return Cell("qemu", "x86_64", "C", "debian-12", fs)
 
 
-def _foreign_intact(m: PathCMachine, b: PathCBoot) -> None:
+def _foreign_intact(m: PathCMachine, b: PathCRun) -> None:
     for name, data in m.foreign_before.items():
         assert b.raw_after.get(name) == data, f"{name} was changed"
         assert int(name[4:], 16) in b.order_after, f"{name} fell out of BootOrder"
 
 
-def _staged_files(b: PathCBoot) -> list[str]:
+def _staged_files(b: PathCRun) -> list[str]:
     return sorted(p for p in b.esp_files if p.lower().startswith("/efi/linux/"))
 
 
@@ -64,7 +64,7 @@ def test_power_cut_after_staged_then_the_next_boot_recovers(tmp_path: Path) -> N
     iso = m.iso(m.cmdline())
     cut = m.boot(iso, timeout=TIMEOUT, kill_at="staged")
     assert cut.killed_at == "staged", cut.result.evidence
-    assert cut.fsck_rc in (0, 1), cut.fsck_text  # 1: fixable leftovers, never corruption
+    assert cut.fsck is not None and cut.fsck.returncode in (0, 1), cut.fsck  # 1: fixable
     # Whatever reached the disk: no temporary file is ever named by a boot entry.
     for e in cut.ours:
         assert ".cbtmp" not in e["device_path"] and ".cbtmp" not in e["optional_data"]
@@ -72,7 +72,7 @@ def test_power_cut_after_staged_then_the_next_boot_recovers(tmp_path: Path) -> N
     again = m.boot(iso, timeout=TIMEOUT)
     r = again.result
     assert r.status == "pass", f"{r.category}: {r.evidence}"
-    assert again.fsck_rc == 0, again.fsck_text
+    assert again.fsck is not None and again.fsck.returncode == 0, again.fsck
     assert not any(p.endswith(".cbtmp") for p in again.esp_files), again.esp_files
     kernel, initrd = staged_paths(again.ours[0]["description"].removeprefix("cloud-boot "))
     files = {p.lower() for p in again.esp_files}
@@ -162,7 +162,7 @@ def test_full_cache_esp_is_a_handoff_fatal_and_touches_no_variable(tmp_path: Pat
     assert b.event("bootvar-written") is None
     assert not b.ours
     _foreign_intact(m, b)
-    assert b.fsck_rc == 0, b.fsck_text
+    assert b.fsck is not None and b.fsck.returncode == 0, b.fsck
     assert not any(p.endswith(".cbtmp") for p in b.esp_files)
 
 
