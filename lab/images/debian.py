@@ -138,13 +138,27 @@ def os_release(root: Path) -> dict[str, str]:
     raise ImageError(f"{root}: no etc/os-release or usr/lib/os-release")
 
 
+# Debian names the kernel vmlinuz-<v> where it is compressed, vmlinux-<v> where it is not
+# (riscv64).
+KERNEL_PREFIXES = ("vmlinuz-", "vmlinux-")
+
+
+def kernel_file_of(root: Path, version: str) -> Path:
+    for prefix in KERNEL_PREFIXES:
+        if (root / "boot" / f"{prefix}{version}").is_file():
+            return root / "boot" / f"{prefix}{version}"
+    raise ImageError(f"{root}/boot: no kernel file for {version}")
+
+
 def kernel_version_of(root: Path) -> str:
-    versions = sorted(p.name[len("vmlinuz-"):] for p in (root / "boot").glob("vmlinuz-*"))
+    versions = sorted(p.name[len(prefix):] for prefix in KERNEL_PREFIXES
+                      for p in (root / "boot").glob(f"{prefix}*"))
     if len(versions) != 1:
-        raise ImageError(f"{root}/boot: expected one vmlinuz-*, found {versions or 'none'}")
+        raise ImageError(f"{root}/boot: expected one vmlinuz-* or vmlinux-*, found "
+                         f"{versions or 'none'}")
     version = versions[0]
     if not (root / "boot" / f"initrd.img-{version}").is_file():
-        raise ImageError(f"{root}/boot: vmlinuz-{version} has no initrd.img-{version}")
+        raise ImageError(f"{root}/boot: kernel {version} has no initrd.img-{version}")
     return version
 
 
@@ -166,7 +180,7 @@ def _build_image(r: ImageRecipe, work: Path) -> None:
     version = kernel_version_of(staging)
     kernel = work / f"vmlinuz-{version}"
     initrd = work / f"initrd.img-{version}"
-    shutil.copyfile(staging / "boot" / f"vmlinuz-{version}", kernel)
+    shutil.copyfile(kernel_file_of(staging, version), kernel)
     shutil.copyfile(staging / "boot" / f"initrd.img-{version}", initrd)
     osr = os_release(staging)
 
