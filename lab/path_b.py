@@ -104,7 +104,12 @@ def run_path_b(cell: Cell, workdir: Path, *, target: str | None = "ext4:",
         disks.append(Disk(image.path, interface="virtio-blk", snapshot=True))
     spec = VMSpec(profile=profile, firmware=fw, vars_path=vars_path, accel=accel, disks=disks,
                   no_reboot=True, hard_timeout=timeout + 60, name=cell.id)
-    outcome = _boot(spec, workdir / "vm", timeout)
+    if cell.hypervisor == "libvirt":  # the same machine as a libvirt domain
+        from lab.libvirt_runner import boot as libvirt_boot
+
+        outcome = libvirt_boot(spec, workdir / "vm", timeout)
+    else:
+        outcome = _boot(spec, workdir / "vm", timeout)
     result = verdict(cell, outcome, accel=accel, seconds=watch.seconds())
     result.assets = {"boot-media": file_digest(boot_media.path),
                      "loader": file_digest(boot_media.loader)}

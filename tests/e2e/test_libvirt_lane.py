@@ -21,6 +21,7 @@ from lab.libvirt_runner import (
     unavailable_reason,
 )
 from lab.matrix import judge
+from lab.path_b import run_path_b
 from lab.path_c import path_c_problems
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
@@ -103,3 +104,21 @@ def test_libvirt_accepts_golden_domains(case: str) -> None:
         assert live.find("devices/interface") is None or case.endswith("file-console")
     finally:
         dom.undefineFlags(4)  # VIR_DOMAIN_UNDEFINE_NVRAM: keep the session's state clean
+
+
+def test_path_b_through_libvirt(tmp_path, record_cell) -> None:
+    """The native loader as a libvirt domain: CloudBootTarget=ext4: set in the nvram file with
+    `cloudboot vars set`, the loader finds the Debian root and starts its kernel."""
+    cell = Cell("libvirt", "x86_64", "B", "debian-12", "ext4")
+    _require_libvirt(cell, record_cell)
+    run = run_path_b(cell, tmp_path)
+    result = run.result
+    xfail = judge(result)
+    record_cell(result)
+    if xfail:
+        pytest.xfail(xfail)
+    assert result.status == "pass", f"{result.category}: {result.evidence}"
+    assert run.mark is not None and run.mark.startswith("b:boot"), run.mark
+    vm = tmp_path / "vm"
+    assert ET.parse(vm / "domain.xml").getroot().findtext("name", "").startswith(cell.id)
+    assert "qemu-system-x86_64" in (vm / "qemu.log").read_text()
