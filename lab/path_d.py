@@ -37,7 +37,6 @@ GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 # loader, and nothing PXE-boots before our disk. trixie's OVMF loads its network stack only
 # with an RNG; bookworm's does not mind one.
 NIC_MODEL = "virtio-net-pci,romfile="
-RNG_ARGS = ["-device", "virtio-rng-pci"]
 # The loader's last line before it hands control back to the firmware.
 RETURNED = "cloudboot-loader: returning to the firmware"
 
@@ -161,9 +160,14 @@ def run_path_d(cell: Cell, workdir: Path, cfg: NetConfig, image: debian.TargetIm
         disks.append(Disk(image.path, interface="virtio-blk", snapshot=True))
     spec = VMSpec(profile=profile, firmware=fw, vars_path=fw.fresh_vars(workdir), accel=accel,
                   disks=disks, nic=nic or UserNet(restrict=False, model=NIC_MODEL),
-                  no_reboot=True, hard_timeout=timeout + 60, extra_args=list(RNG_ARGS),
+                  no_reboot=True, hard_timeout=timeout + 60, rng=True,
                   name=cell.id)
-    outcome = boot_d(spec, workdir / "vm", timeout)
+    if cell.hypervisor == "libvirt":  # the same machine as a libvirt domain
+        from lab.libvirt_runner import boot as libvirt_boot
+
+        outcome = libvirt_boot(spec, workdir / "vm", timeout)
+    else:
+        outcome = boot_d(spec, workdir / "vm", timeout)
     result = verdict(cell, outcome, accel=accel, seconds=watch.seconds())
     result.assets = {"boot.iso": file_digest(iso)}
     if image is not None:

@@ -104,7 +104,12 @@ def _nic(devices: ET.Element, nic: UserNet, passthrough: list[str]) -> None:
     if nic.net:
         address, _, prefix = nic.net.partition("/")
         _sub(iface, "ip", family="ipv4", address=address, prefix=prefix or "24")
-    _sub(iface, "model", type=nic.model.removesuffix("-pci").replace("-net", ""))
+    model, _, options = nic.model.partition(",")
+    _sub(iface, "model", type=model.removesuffix("-pci").replace("-net", ""))
+    if options == "romfile=":  # no iPXE option ROM: the firmware's own driver serves it
+        _sub(iface, "rom", enabled="no")
+    elif options:
+        raise DomainXMLError(f"NIC model options {options!r} have no libvirt form here")
 
 
 def _console(devices: ET.Element, transport: str, kind: ConsoleKind,
@@ -192,6 +197,9 @@ def domain_xml(spec: VMSpec, *, overlays: Mapping[int, Path] | None = None,
     if spec.nic is not None:
         _nic(devices, spec.nic, passthrough)
     _console(devices, p.console_transport, console, console_file, console_log)
+    if spec.rng:
+        rng = _sub(devices, "rng", model="virtio")
+        _sub(rng, "backend", "/dev/urandom", model="random")
     # What -nodefaults leaves out on the QEMU lane: no USB, balloon, video or graphics.
     _sub(devices, "controller", type="usb", model="none")
     _sub(devices, "memballoon", model="none")

@@ -117,6 +117,7 @@ class VMSpec:
     no_reboot: bool = False  # Path C reboots on purpose: leave False there
     hard_timeout: float | None = 900.0  # QEMU is killed after this many seconds, whatever happens
     extra_args: list[str] = field(default_factory=list)
+    rng: bool = False  # a virtio-rng device (trixie's firmware loads its network stack only then)
     name: str = "cloudboot-lab"
 
     def validate(self) -> None:
@@ -199,6 +200,8 @@ def build_command(spec: VMSpec, qmp_socket: Path) -> list[str]:
         # this spare root port (QemuVM.hotplug_nic).
         cmd += ["-netdev", spec.nic.netdev("net0"),
                 "-device", "pcie-root-port,id=hotplug0,chassis=1,slot=0"]
+    if spec.rng:
+        cmd += ["-device", "virtio-rng-pci"]
     cmd += list(spec.extra_args)
     return cmd
 

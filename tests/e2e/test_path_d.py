@@ -218,3 +218,27 @@ def test_kernel_that_is_not_an_efi_image(tmp_path: Path, reg: labreg.LocalRegist
                                f"kernel {digest} is not an EFI image (no MZ/PE header")
     assert f"kernel: {image.initrd.stat().st_size} bytes, sha256 verified" in text
     assert "LoadImage" not in text
+
+
+LIBVIRT = Cell("libvirt", "x86_64", "D", "debian-12", "ext4")
+
+
+@pytest.mark.cells(LIBVIRT)
+def test_path_d_through_libvirt(tmp_path: Path, reg: labreg.LocalRegistry,
+                                image: debian.TargetImage, record_cell) -> None:
+    """The same loader machine as a libvirt domain (NIC and virtio-rng passed through)."""
+    from lab.libvirt_runner import unavailable_reason
+
+    why = unavailable_reason()
+    if why is not None:
+        record_cell(CellResult(cell=LIBVIRT, status="not-run", reason=why))
+        pytest.skip(f"not run: {why}")
+    pushed = push_target(reg, image, tag="12-libvirt")
+    result = _run(LIBVIRT, tmp_path, reg, pushed.repository, pushed.index_tag, image,
+                  target_cmdline(image))
+    xfail = judge(result)
+    record_cell(result)
+    if xfail:
+        pytest.xfail(xfail)
+    _assert_pass(result, image)
+    assert (tmp_path / "vm" / "domain.xml").is_file()
