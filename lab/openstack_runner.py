@@ -21,6 +21,7 @@ the instance metadata's `meta` (`cloudboot.plan=oci://…` or `cloudboot.disk=LA
 from __future__ import annotations
 
 import uuid as uuidlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -153,3 +154,39 @@ def metadata_seconds(run: OpenStackRun) -> dict[str, float | None]:
     net = run.event("net-up") or {}
     md = run.event("metadata") or {}
     return {"net-up": net.get("seconds"), "metadata": md.get("seconds")}
+
+
+def run_openstack_loader(cell: Cell, workdir: Path, root: Path, *,
+                         vars_set: Callable[[Path], None] | None = None,
+                         extra_guestfwd: tuple[str, ...] = (), rng: bool = False,
+                         timeout: float = 420.0) -> tuple[CellResult, Path]:
+    """Paths B and D as a Nova instance: `root` (the loader's boot media) is the Glance image,
+    the cell's Debian disk a volume, the config drive and metadata service present as for
+    any instance (the loaders do not read them: they must not be confused by them, e.g. a
+    2048-byte-block CD among the block devices). `vars_set` prepares the nvram (Path B's
+    CloudBootTarget). Returns the verdict and the vars file (CloudBootMark)."""
+    from lab.path_b import boot_loader
+
+    watch = Stopwatch()
+    workdir.mkdir(parents=True, exist_ok=True)
+    image = debian.build(cell.release, cell.fs, cell.arch)
+    profile = get_profile(cell.arch)
+    md = instance_metadata(cell, {})
+    drive = configdrive.write(md, workdir / "config-drive.iso")
+    fw = select_firmware(profile)
+    vars_path = fw.fresh_vars(workdir)
+    if vars_set is not None:
+        vars_set(vars_path)
+    with MetadataService(md) as svc:
+        spec = nova_spec(cell.id, profile, fw, vars_path, md, root, drive,
+                         [Disk(image.path, interface="virtio-blk", snapshot=True)],
+                         (svc.guestfwd(), *extra_guestfwd), accel=select_accel(profile).accel,
+                         timeout=timeout)
+        spec.rng = rng
+        outcome = boot_loader(spec, workdir / "vm", timeout)
+    result = verdict(cell, outcome, accel=spec.accel, seconds=watch.seconds())
+    result.assets = {"boot-media": file_digest(root), "config-drive": file_digest(drive),
+                     "target-image": image.key}
+    if result.status == "pass":
+        check_userspace(result, image)
+    return result, vars_path

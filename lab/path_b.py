@@ -46,7 +46,8 @@ class PathBRun:
         return m.group(0).strip() if m else None
 
 
-def _boot(spec: VMSpec, workdir: Path, timeout: float) -> BootOutcome:
+def boot_loader(spec: VMSpec, workdir: Path, timeout: float) -> BootOutcome:
+    """Boot a native loader until it decides (userspace, or its fatal line and return)."""
     timed_out = False
     with QemuVM(spec, workdir) as vm:
         try:
@@ -109,7 +110,7 @@ def run_path_b(cell: Cell, workdir: Path, *, target: str | None = "ext4:",
 
         outcome = libvirt_boot(spec, workdir / "vm", timeout)
     else:
-        outcome = _boot(spec, workdir / "vm", timeout)
+        outcome = boot_loader(spec, workdir / "vm", timeout)
     result = verdict(cell, outcome, accel=accel, seconds=watch.seconds())
     result.assets = {"boot-media": file_digest(boot_media.path),
                      "loader": file_digest(boot_media.loader)}

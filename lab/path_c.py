@@ -159,15 +159,19 @@ class PathCMachine:
 
     @classmethod
     def create(cls, cell: Cell, workdir: Path, *, cache_mib: int = cachedisk.DEFAULT_SIZE_MIB,
-               image: debian.TargetImage | None = None) -> PathCMachine:
-        """A fresh VARS copy with foreign entries planted, a new cache disk. `image`: the
-        target disk when the cell's fs field is not a plain filesystem ("ext4-oci-plan")."""
+               image: debian.TargetImage | None = None,
+               plant_foreign: bool = True) -> PathCMachine:
+        """A fresh VARS copy with foreign entries planted (`plant_foreign`: benchmarks leave
+        them out, the baseline has none and each dead one costs the firmware ~3 s), a new
+        cache disk. `image`: the target disk when the cell's fs field is not a plain
+        filesystem ("ext4-oci-plan")."""
         workdir.mkdir(parents=True, exist_ok=True)
         image = image or target_image(cell)  # the vz variant for vz cells (lab/vz.py)
         profile = get_profile(cell.profile_name)
         fw = with_editable_vars(select_firmware(profile))
         vars_path = fw.fresh_vars(workdir)
-        plant_foreign_entries(vars_path, FOREIGN_FILES_BY_ARCH.get(cell.arch, FOREIGN_FILES))
+        if plant_foreign:
+            plant_foreign_entries(vars_path, FOREIGN_FILES_BY_ARCH.get(cell.arch, FOREIGN_FILES))
         cache = workdir / "menu-cache.raw"
         cachedisk.create(cache, cache_mib)
         foreign, order = raw_boot_vars(vars_path)
@@ -258,9 +262,9 @@ class PathCMachine:
 
 
 def run_path_c_disk(cell: Cell, workdir: Path, *, extra_cmdline: str = "",
-                    timeout: float = 600.0) -> PathCRun:
+                    timeout: float = 600.0, plant_foreign: bool = True) -> PathCRun:
     """boot.iso (cloudboot.exit=reboot) + cache disk + the Debian target disk, one boot."""
-    m = PathCMachine.create(cell, workdir)
+    m = PathCMachine.create(cell, workdir, plant_foreign=plant_foreign)
     return m.boot(m.iso(m.cmdline(extra_cmdline)), timeout=timeout)
 
 

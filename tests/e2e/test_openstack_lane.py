@@ -11,11 +11,16 @@ lab's metadata service at 169.254.169.254 (and written to its config drive).
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from cloudboot.arch import get_arch
+from cloudboot.efi import varstore
+from cloudboot.loader.media import build_b_media
+from cloudboot.loader.netconfig import NetConfig
 from cloudboot.media import configdrive
 from cloudboot.oci.manifest import Platform
 from cloudboot.oci.push import push_artifact, push_plan
@@ -24,8 +29,15 @@ from lab.cells import Cell
 from lab.hypervisors.qemu import guestfwd
 from lab.images import debian
 from lab.matrix import judge
-from lab.openstack_runner import META_PATH, metadata_seconds, run_openstack_cell
+from lab.openstack_runner import (
+    META_PATH,
+    metadata_seconds,
+    run_openstack_cell,
+    run_openstack_loader,
+)
+from lab.path_b import set_vars
 from lab.path_c import path_c_problems
+from lab.path_d import build_d_iso, push_target, target_cmdline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
 
@@ -121,3 +133,49 @@ def test_openstack_path_c_disk_from_metadata(tmp_path: Path, image: debian.Targe
 
     assert run.path_c is not None
     assert not (bad := path_c_problems(run.path_c)), bad
+
+
+def _loader_toolchain() -> None:
+    if shutil.which("clang") is None or shutil.which("lld-link") is None:
+        pytest.skip("not run: clang/lld-link missing (python -m cloudboot.hostdeps ensure tests)")
+
+
+def test_openstack_path_b_loader_as_the_glance_image(tmp_path: Path, image: debian.TargetImage,
+                                                     record_cell) -> None:
+    """Path B as a Nova instance: the loader walks every block device, the config drive's
+    2048-byte-sector CD among them, and boots the ext4 volume's kernel."""
+    _loader_toolchain()
+    cell = Cell("openstack", "x86_64", "B", "debian-12", "ext4")
+    media = build_b_media(get_arch("x86_64"), tmp_path / "b.iso")
+    result, vars_path = run_openstack_loader(
+        cell, tmp_path / "cell", media.path,
+        vars_set=lambda v: set_vars(v, "ext4:", f"root=UUID={image.fs_uuid} ro console=ttyS0"))
+    xfail = judge(result)
+    record_cell(result)
+    if xfail:
+        pytest.xfail(xfail)
+    assert result.status == "pass", f"{result.category}: {result.evidence}"
+    mark = varstore.VarStore(vars_path).cloudboot_vars().get("CloudBootMark")
+    assert mark is not None and mark[1].startswith(b"b:boot ext4"), mark
+
+
+def test_openstack_path_d_pulls_through_the_instance_network(
+        tmp_path: Path, reg: labreg.LocalRegistry, image: debian.TargetImage,
+        record_cell) -> None:
+    """Path D as a Nova instance: DHCP on the instance network (169.254.0.0/16, restrict=on),
+    the registry reached only through its forward."""
+    _loader_toolchain()
+    cell = Cell("openstack", "x86_64", "D", "debian-12", "ext4")
+    pushed = push_target(reg, image, repository="openstack/debian", tag="12")
+    cfg = NetConfig(GUEST_REGISTRY, pushed.repository, pushed.index_tag, target_cmdline(image),
+                    insecure=True)
+    iso = build_d_iso("x86_64", cfg, tmp_path / "d.iso")
+    result, _ = run_openstack_loader(cell, tmp_path / "cell", iso, rng=True,
+                                     extra_guestfwd=(guestfwd(GUEST_REGISTRY, reg.host),))
+    xfail = judge(result)
+    record_cell(result)
+    if xfail:
+        pytest.xfail(xfail)
+    assert result.status == "pass", f"{result.category}: {result.evidence}"
+    net = result.phase_times
+    assert net["net-up"] <= net["materialised"] < net["userspace"], net
