@@ -24,7 +24,10 @@ CATEGORIES = (
     "firmware", "bootstrap-kernel", "init-plan", "init-network", "init-disk", "handoff",
     "target-kernel", "target-userspace", "timeout", "lab",
 )
-HANDOFF_PHASES = frozenset({"kexec-load", "staged", "bootvar-written", "rebooting"})
+# After these our code is done: what fails next is the target's kernel or userspace. The native
+# loaders (Paths B and D) print loader-handoff just before StartImage of the distro kernel.
+HANDOFF_PHASES = frozenset({"kexec-load", "staged", "bootvar-written", "rebooting",
+                            "loader-handoff"})
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,11 @@ CATALOG: tuple[Signature, ...] = (
     _sig("EFI stub error", r"EFI stub: ERROR:", "bootstrap-kernel", "target-kernel"),
     _sig("kernel panic", r"Kernel panic - not syncing|Kernel panic -",
          "bootstrap-kernel", "target-kernel"),
-    _sig("kernel oops", r"\bBUG: unable to handle|Internal error: Oops", "bootstrap-kernel",
-         "target-kernel"),
+    # x86 prints "BUG: kernel NULL pointer dereference" + "Oops: 0000 [#1]", arm64 "Internal
+    # error: Oops"; a kernel thread dying this way often never reaches "Kernel panic".
+    _sig("kernel oops", r"\bBUG: (unable to handle|kernel NULL pointer dereference)|"
+         r"Internal error: Oops|\] Oops: |\] general protection fault|\] traps: double fault",
+         "bootstrap-kernel", "target-kernel"),
     # The distro's initramfs could not find or mount its root: the target never left its kernel
     # stage.
     _sig("initramfs shell", r"\(initramfs\) ?$|\(initramfs\) |Dropping to a shell!",

@@ -88,3 +88,13 @@ def test_firmware_skipping_a_dead_entry_is_not_the_failure() -> None:
     assert (v.passed, v.category) == (False, "bootstrap-kernel")
     alone = 'BdsDxe: failed to load Boot0000 "file shimx64.efi"\nShell> '
     assert classify(alone, [], False, False).category == "firmware"
+
+
+def test_oops_after_the_loader_handoff_is_the_target_kernel() -> None:
+    """A real Path B boot: Debian 13's kernel oopsed in kthreadd under QEMU 7.2 TCG (the known
+    crash) and never printed "Kernel panic"; the run timed out. That is the target kernel's
+    failure, not a timeout: the loader had handed off."""
+    text = log_text(CONSOLES / "x86_64-path-b-debian13-oops.log")
+    v = classify(text, parse_text(text).events, False, True)
+    assert (v.passed, v.category) == (False, "target-kernel"), v
+    assert "kernel oops" in v.evidence and "NULL pointer dereference" in v.evidence
