@@ -7,32 +7,19 @@ archive the host is configured for is used; foreign architectures need
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from cloudboot.fsutil import cache_dir
+from cloudboot.fsutil import cache_dir, file_lock
 
 
 class PackageError(RuntimeError):
     pass
-
-
-@contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    with open(directory / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _run(cmd: list[str]) -> str:
@@ -98,7 +85,7 @@ def download(package: str, debian_arch: str) -> Path:
                         lambda: _candidate_version(package, debian_arch)))
     directory = cache_dir("debs", debian_arch)
     fname_version = version.replace(":", "%3a")
-    with _locked(directory):
+    with file_lock(directory / ".lock"):
         for existing in directory.glob(f"{package}_{fname_version}_*.deb"):
             return existing
         with tempfile.TemporaryDirectory(dir=directory) as tmp:
@@ -146,7 +133,7 @@ def unpacked(package: str, debian_arch: str) -> Path:
     root = cache_dir("unpacked", debian_arch) / deb.stem
     if (root / ".complete").exists():
         return root
-    with _locked(root.parent):
+    with file_lock(root.parent / ".lock"):
         if not (root / ".complete").exists():
             if root.exists():
                 shutil.rmtree(root)

@@ -10,7 +10,6 @@ versions unambiguous (bookworm-backports' amd64 QEMU never competes with trixie'
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -18,12 +17,11 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloudboot.fsutil import cache_dir
+from cloudboot.fsutil import cache_dir, file_lock
 
 MIRROR = os.environ.get("CLOUDBOOT_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
@@ -65,16 +63,6 @@ def get_suite(name: str) -> Suite:
     except KeyError:
         raise SuiteError(f"unknown private apt suite {name!r} (known: "
                          f"{', '.join(sorted(SUITES))})") from None
-
-
-@contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    with open(directory / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def sources_text(suite: Suite, mirror: str = MIRROR) -> str:
@@ -132,7 +120,7 @@ def _run(cmd: list[str], what: str, timeout: float = 900) -> str:
 def update(suite: Suite, force: bool = False) -> None:
     """`apt-get update` for the suite's private root when its lists are missing or old."""
     root = suite.root()
-    with _locked(root):
+    with file_lock(root / ".lock"):
         _prepare(suite)
         stamp = root / "updated"
         if not force and stamp.is_file() and time.time() - stamp.stat().st_mtime < MAX_LIST_AGE:
@@ -204,7 +192,7 @@ def download(suite: Suite, package: str, arch: str) -> Path:
     """The .deb of `package`:`arch` (the suite's candidate), downloaded once into the cache."""
     version = candidate(suite, package, arch)
     directory = cache_dir("debs", suite.name, arch)
-    with _locked(directory):
+    with file_lock(directory / ".lock"):
         for existing in directory.glob(f"{package}_{version.replace(':', '%3a')}_*.deb"):
             return existing
         with tempfile.TemporaryDirectory(dir=directory) as tmp:
@@ -232,7 +220,7 @@ def unpacked(suite: Suite, package: str, arch: str) -> Path:
     root = cache_dir("unpacked", suite.name, arch) / deb.stem
     if (root / ".complete").exists():
         return root
-    with _locked(root.parent):
+    with file_lock(root.parent / ".lock"):
         if not (root / ".complete").exists():
             if root.exists():
                 shutil.rmtree(root)

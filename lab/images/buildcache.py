@@ -6,16 +6,18 @@ A killed build leaves only a `.<key>.tmp-*` directory, removed by the next build
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from cloudboot.fsutil import file_lock
+
+__all__ = ["build_once", "file_lock", "mounts_under", "progress", "remove_tree"]
 
 COMPLETE = ".complete"
 
@@ -24,16 +26,6 @@ def progress(message: str, started: float | None = None) -> None:
     """One progress line on stderr, with the seconds since `started` when given."""
     suffix = f" ({time.monotonic() - started:.1f} s)" if started is not None else ""
     print(f"[lab.images] {message}{suffix}", file=sys.stderr, flush=True)
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    with open(path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def mounts_under(path: Path) -> list[str]:
