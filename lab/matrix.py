@@ -229,6 +229,22 @@ def render(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def refresh_reasons(doc: dict[str, Any], expectations: list[Expectation] | None = None) -> int:
+    """Give every not-run cell the reason its current `[[not_run]]` rule states (rules change
+    between runs; verdicts are never touched). Returns how many reasons changed."""
+    rules = [e for e in (expectations or load_expectations()) if e.kind == "not_run"]
+    changed = 0
+    for c in doc["cells"]:
+        if c["status"] != "not-run":
+            continue
+        rule = next((e for e in rules if fnmatch.fnmatchcase(c["cell"], e.pattern)), None)
+        reason = rule.reason if rule else "not selected in this run"
+        if reason != c.get("reason"):
+            c["reason"] = reason
+            changed += 1
+    return changed
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lab.matrix")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -236,12 +252,21 @@ def main(argv: list[str] | None = None) -> int:
         s = sub.add_parser(name)
         s.add_argument("results", type=Path)
         s.add_argument("table", type=Path)
+    s = sub.add_parser("reasons", help="re-derive not-run reasons from matrix/expected.toml")
+    s.add_argument("results", type=Path)
     args = p.parse_args(argv)
     try:
         doc = json.loads(args.results.read_text())
     except (OSError, ValueError) as e:
         print(f"lab.matrix: {args.results}: {e}", file=sys.stderr)
         return 1
+    if args.cmd == "reasons":
+        n = refresh_reasons(doc)
+        tmp = args.results.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        tmp.replace(args.results)
+        print(f"lab.matrix: {n} not-run reasons updated in {args.results}")
+        return 0
     text = render(doc)
     if args.cmd == "render":
         args.table.write_text(text)

@@ -124,3 +124,18 @@ def test_a_merging_run_keeps_earlier_verdicts_and_says_where_they_came_from(
     matrix.write_results(path, [rerun], {"commit": "def", "accel": "tcg"})
     plain = {c["cell"]: c for c in json.loads(path.read_text())["cells"]}
     assert plain["qemu-x86_64-A-debian-12-ext4"]["status"] == "not-run"
+
+
+def test_reasons_follow_the_rules_and_never_touch_verdicts(tmp_path: Path) -> None:
+    _doc(tmp_path)
+    path = tmp_path / "results.json"
+    doc = json.loads(path.read_text())
+    by_id = {c["cell"]: c for c in doc["cells"]}
+    by_id["vfkit-aarch64-C-debian-12-ext4"]["reason"] = "stale words"
+    by_id["qemu-x86_64-A-debian-12-ext4"]["reason"] = "kept"
+    path.write_text(json.dumps(doc))
+    assert matrix.main(["reasons", str(path)]) == 0
+    fresh = {c["cell"]: c for c in json.loads(path.read_text())["cells"]}
+    assert "macOS" in fresh["vfkit-aarch64-C-debian-12-ext4"]["reason"]
+    assert fresh["qemu-x86_64-A-debian-12-ext4"]["status"] == "pass"
+    assert fresh["qemu-x86_64-A-debian-12-ext4"]["reason"] == "kept"
