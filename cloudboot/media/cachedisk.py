@@ -22,6 +22,9 @@ from cloudboot.media.timestamps import build_time, reproducible
 PARTITION_NAME = "cloud-boot-cache"
 VOLUME_LABEL = "CB-CACHE"
 DEFAULT_SIZE_MIB = 256
+# The firmware reads the staged kernel a cluster at a time: take the largest cluster FAT32
+# allows for the size, up to 4 KiB (2 KiB at 256 MiB; FAT32 needs >= 65525 clusters).
+MAX_CLUSTER_BYTES = 4096
 ALIGN = 2048  # sectors (1 MiB)
 
 
@@ -69,7 +72,7 @@ def create(path: Path, size_mib: int = DEFAULT_SIZE_MIB, *, force: bool = False,
     total, first, last = layout(size_mib)
     part_bytes = (last - first + 1) * 512
     try:
-        geometry(part_bytes, 32)
+        geometry(part_bytes, 32, MAX_CLUSTER_BYTES)
     except FatError as e:
         raise CacheDiskError(f"cache disk of {size_mib} MiB: {e} for the partition") from None
     if reproducible():
@@ -86,7 +89,7 @@ def create(path: Path, size_mib: int = DEFAULT_SIZE_MIB, *, force: bool = False,
         ])
         fat.write(out, first * 512, part_bytes, fat_bits=32, label=label,
                   volume_id=zlib.crc32(part_guid.encode()), timestamp=build_time(),
-                  hidden_sectors=first)
+                  hidden_sectors=first, max_cluster_bytes=MAX_CLUSTER_BYTES)
         out.flush()
         os.fsync(out.fileno())
     return CacheDiskResult(path, True, f"{path}: cache disk created ({size_mib} MiB, FAT32 "

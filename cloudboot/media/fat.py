@@ -65,11 +65,16 @@ class Geometry:
         return self.sectors_per_cluster * SECTOR
 
 
-def geometry(size_bytes: int, fat_bits: int) -> Geometry:
-    """Pick a cluster size giving a cluster count legal for the FAT type, or raise FatError."""
+def geometry(size_bytes: int, fat_bits: int, max_cluster_bytes: int = SECTOR) -> Geometry:
+    """Pick a cluster size giving a cluster count legal for the FAT type, or raise FatError:
+    the largest legal one up to `max_cluster_bytes` (the smallest legal one by default).
+    Larger clusters mean fewer reads for firmware FAT drivers, which read a cluster at a time
+    (OVMF took ~4 s for a 14 MB kernel in 512-byte clusters under TCG)."""
     total = size_bytes // SECTOR
     reserved, root_entries = (32, 0) if fat_bits == 32 else (4, 512)
-    for spc in (1, 2, 4, 8, 16, 32, 64, 128):
+    sizes = (1, 2, 4, 8, 16, 32, 64, 128)
+    preferred = [n for n in sizes if n * SECTOR <= max_cluster_bytes][::-1]
+    for spc in preferred + [n for n in sizes if n not in preferred]:
         # Iterate the FAT size to a fixed point: it must cover every data cluster.
         # Grow the FAT until it covers every data cluster (it may end a sector larger than
         # strictly needed, which is allowed).
@@ -83,9 +88,7 @@ def geometry(size_bytes: int, fat_bits: int) -> Geometry:
         g = Geometry(fat_bits, total, spc, reserved, fat_sectors, root_entries)
         lo, hi = (FAT32_MIN_CLUSTERS, 0x0FFFFFF5) if fat_bits == 32 else (
             FAT16_MIN_CLUSTERS, FAT16_MAX_CLUSTERS)
-        if g.clusters < lo:
-            break  # larger clusters only make fewer
-        if g.clusters <= hi:
+        if lo <= g.clusters <= hi:
             return g
     minimum = (FAT32_MIN_CLUSTERS + 2200) * SECTOR if fat_bits == 32 else 2 * 1024 * 1024
     raise FatError(
@@ -200,8 +203,9 @@ class FatBuilder:
     def write(  # the caller sizes `out` (e.g. truncate) to cover offset + size_bytes
         self, out: BinaryIO, offset: int, size_bytes: int, *, fat_bits: int, label: str,
         volume_id: int, timestamp: dt.datetime, hidden_sectors: int = 0,
+        max_cluster_bytes: int = SECTOR,
     ) -> Geometry:
-        g = geometry(size_bytes, fat_bits)
+        g = geometry(size_bytes, fat_bits, max_cluster_bytes)
         stamp = _dos_time(timestamp)
         cb = g.cluster_bytes
         next_cluster = 2
