@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cloudboot.cli import main as cloudboot_main
 from cloudboot.efi import varstore
 from cloudboot.efi.loadopt import staged_paths
 from lab.cells import Cell
@@ -85,16 +86,16 @@ def test_power_cut_after_staged_then_the_next_boot_recovers(tmp_path: Path) -> N
 MENU_PROMPT = re.compile(r"\[number, name or prefix; Enter = [^\]]+\]")
 
 
-def test_host_reset_brings_the_menu_back_and_a_typed_choice_stages(tmp_path: Path) -> None:
+def test_host_reset_brings_the_menu_back_and_a_typed_choice_stages(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     m = PathCMachine.create(_cell(), tmp_path)
     first = m.boot(m.iso(m.cmdline()), timeout=TIMEOUT)
     assert first.result.status == "pass", f"{first.result.category}: {first.result.evidence}"
     assert len(first.ours) == 1
 
     # Host side: the VM is off; reset removes only our entry.
-    out = subprocess.run(["cloudboot", "reset", "--vars", str(m.vars_path)], check=True,
-                         capture_output=True, text=True, timeout=120).stdout
-    assert "Boot" in out
+    assert cloudboot_main(["reset", "--vars", str(m.vars_path)]) == 0
+    assert "Boot" in capsys.readouterr().out
     store = varstore.VarStore(m.vars_path)
     assert not [o for o in store.options().values() if o and o.description.startswith(
         "cloud-boot ")]
