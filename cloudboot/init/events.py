@@ -147,6 +147,23 @@ class Events:
             if any(s.name == "console" for s in found):
                 self._console_behind = _console_target(sys_dir)
 
+    def wait_for_late_consoles(self, driver: Path, wait: float = 2.0) -> None:
+        """Once virtio_console (`driver`, its sysfs folder) is loaded, open hvc0 and replay the
+        lines before it (VZ's only console). Its port shows up shortly after the driver binds:
+        wait for it, briefly; return at once when no virtio console is bound."""
+        deadline = time.monotonic() + wait
+        while True:
+            added = self.add_late_consoles()
+            if added:
+                self.log(f"console {', '.join(added)} appeared with its driver: earlier lines "
+                         "replayed there")
+                return
+            if time.monotonic() > deadline or not any(driver.glob("virtio*")):
+                return
+            if "hvc0" in self.console_names or Path("/dev/hvc0").exists():
+                return
+            time.sleep(0.05)
+
     def add_late_consoles(self, names: Iterable[str] = EXTRA_CONSOLES, dev: Path = Path("/dev"),
                           sys_dir: Path = Path("/sys")) -> list[str]:
         """Open the consoles that appeared since use_consoles() and replay the earlier lines

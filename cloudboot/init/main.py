@@ -200,7 +200,7 @@ def plan_source(boot: Boot, path: Path, *, text: str | None = None,
         plan = load_plan(path, text=text, arch=arch)
         name = boot.cfg.target
         if name is None and wants_menu(boot.cfg, plan):
-            name = run_menu(boot, plan, arch)
+            name = menu.ask(boot, plan, arch)
         target = select_target(plan, arch, name, resolver=resolver or file_resolver(path.parent))
     except (ValueError, OSError) as e:  # PlanError is a ValueError and names file/line/target
         raise Fatal("init-plan", str(e)) from e
@@ -227,54 +227,7 @@ def wants_menu(cfg: cmdline.BootConfig, plan: Any) -> bool:
     return cfg.menu if cfg.menu is not None else plan.menu is not None
 
 
-RESET_ITEM = "reset"  # the menu entry that runs cloudboot.reset=1, then asks again
 MENU_RETRIES = 10  # failures after a menu choice that go back to the menu
-
-
-def run_menu(boot: Boot, plan: Any, arch: str) -> str:
-    """Ask on the consoles which eligible target to boot; returns its name. As PID 1 the menu
-    also offers `reset` (unless a target has that name): cloudboot's Boot#### entries and
-    staged files are removed and the menu is shown again."""
-    from cloudboot.plan import eligible_targets
-
-    cfg, ev = boot.cfg, boot.ev
-    targets = eligible_targets(plan, arch)
-    if not targets:
-        raise Fatal("init-plan", f"{plan.filename}: the menu has no target for {arch}")
-    names = [t.name for t in targets]
-    items = [menu.Item(t.name, t.label) for t in targets]
-    if boot.opts.pid1 and RESET_ITEM not in names:
-        items.append(menu.Item(RESET_ITEM, "remove cloud-boot's boot entries and staged "
-                               "kernels, then show this menu again"))
-    default = names.index(plan.default_target) if plan.default_target in names else 0
-    timeout = cfg.menu_timeout if cfg.menu_timeout is not None else (
-        plan.menu.timeout if plan.menu is not None else 10)
-    prompt = cfg.menu_prompt or (plan.menu.prompt if plan.menu is not None else None)
-    if boot.menu_wait:  # back after a failure: the default may be what failed
-        timeout = 0
-    boot.menu_shown = True
-
-    def say(text: str) -> None:
-        for sink in ev.sinks:
-            sink.write(text)
-
-    while True:
-        ev.emit("menu", targets=names, default=names[default], timeout=timeout)
-        if boot.opts.pid1:
-            fds = menu.open_inputs([*cmdline.console_devices(cfg.consoles),
-                                    *menu.INPUT_CONSOLES])
-        else:
-            fds = [os.dup(0)]
-        try:
-            choice = menu.run(items, default, timeout, fds, say, prompt)
-        finally:
-            menu.close_inputs(fds)
-        chosen = items[choice.index].name
-        ev.emit("menu-choice", target=chosen, how=choice.how)
-        if choice.index < len(names):
-            return chosen
-        reboot_sink.reset_guest(boot)
-        timeout = 0  # a reset was asked for by hand: wait for the next choice
 
 
 # --- device and mount -----------------------------------------------------------------------
@@ -504,7 +457,7 @@ def prepare(boot: Boot) -> None:
         for name, why in report.failed:
             ev.log(f"module {name} failed to load: {why}")
         ev.emit("modules-loaded", **report.summary())
-        _late_consoles(ev)
+        ev.wait_for_late_consoles(Path("/sys/bus/virtio/drivers/virtio_console"))
 
     boot.text = text
     if netboot.needs_network(cfg):
@@ -585,24 +538,6 @@ def after_fatal(boot: Boot) -> int:
         ev.log(f"failure sink: {type(e).__name__}: {e}")
     pid1.sleep_forever(60.0, lambda: ev.log("halted after a fatal error; reset the machine"))
     return 1  # not reached
-
-
-def _late_consoles(ev: events.Events, wait: float = 2.0) -> None:
-    """Once virtio_console is loaded, open hvc0 and replay the lines before it (VZ's only
-    console). Its port shows up shortly after the driver binds: wait for it, briefly."""
-    bound = Path("/sys/bus/virtio/drivers/virtio_console")
-    deadline = time.monotonic() + wait
-    while True:
-        added = ev.add_late_consoles()
-        if added:
-            ev.log(f"console {', '.join(added)} appeared with its driver: earlier lines "
-                   "replayed there")
-            return
-        if time.monotonic() > deadline or not any(bound.glob("virtio*")):
-            return
-        if "hvc0" in ev.console_names or Path("/dev/hvc0").exists():
-            return
-        time.sleep(0.05)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,8 @@ Enter for the default, a bad choice asks again. Input comes from every console a
 (serial, hvc0, tty1) through poll(); the first complete line wins. The countdown stops at
 the first key so a slow typist is not overtaken by it.
 
-`choose()` is the pure choice rule; `run()` drives it over file descriptors (a pty in tests).
+`choose()` is the pure choice rule; `run()` drives it over file descriptors (a pty in tests);
+`ask()` puts a plan's targets (and `reset`) to the user for cloudboot-init.
 Standard library only (PID 1).
 """
 
@@ -19,6 +20,13 @@ import termios
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cloudboot.init import cmdline
+from cloudboot.init.errors import Fatal
+
+if TYPE_CHECKING:
+    from cloudboot.init.main import Boot
 
 DEFAULT_PROMPT = "Boot which target?"
 INPUT_CONSOLES = ("ttyS0", "ttyAMA0", "hvc0", "tty1")
@@ -215,3 +223,53 @@ def close_inputs(fds: Sequence[int]) -> None:
     for fd in fds:
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+RESET_ITEM = "reset"  # the entry that runs cloudboot.reset=1, then asks again
+
+
+def ask(boot: Boot, plan: Any, arch: str) -> str:
+    """Ask on the consoles which of the plan's eligible targets to boot; returns its name.
+    As PID 1 the menu also offers `reset` (unless a target has that name): cloudboot's
+    Boot#### entries and staged files are removed and the menu is shown again."""
+    from cloudboot.plan import eligible_targets
+
+    cfg, ev = boot.cfg, boot.ev
+    targets = eligible_targets(plan, arch)
+    if not targets:
+        raise Fatal("init-plan", f"{plan.filename}: the menu has no target for {arch}")
+    names = [t.name for t in targets]
+    items = [Item(t.name, t.label) for t in targets]
+    if boot.opts.pid1 and RESET_ITEM not in names:
+        items.append(Item(RESET_ITEM, "remove cloud-boot's boot entries and staged "
+                          "kernels, then show this menu again"))
+    default = names.index(plan.default_target) if plan.default_target in names else 0
+    timeout = cfg.menu_timeout if cfg.menu_timeout is not None else (
+        plan.menu.timeout if plan.menu is not None else 10)
+    prompt = cfg.menu_prompt or (plan.menu.prompt if plan.menu is not None else None)
+    if boot.menu_wait:  # back after a failure: the default may be what failed
+        timeout = 0
+    boot.menu_shown = True
+
+    def say(text: str) -> None:
+        for sink in ev.sinks:
+            sink.write(text)
+
+    while True:
+        ev.emit("menu", targets=names, default=names[default], timeout=timeout)
+        if boot.opts.pid1:
+            fds = open_inputs([*cmdline.console_devices(cfg.consoles), *INPUT_CONSOLES])
+        else:
+            fds = [os.dup(0)]
+        try:
+            choice = run(items, default, timeout, fds, say, prompt)
+        finally:
+            close_inputs(fds)
+        chosen = items[choice.index].name
+        ev.emit("menu-choice", target=chosen, how=choice.how)
+        if choice.index < len(names):
+            return chosen
+        from cloudboot.init import reboot_sink  # only a reset needs it
+
+        reboot_sink.reset_guest(boot)
+        timeout = 0  # a reset was asked for by hand: wait for the next choice
