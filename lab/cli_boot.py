@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from lab.cells import DISTROS, FILESYSTEMS, PATHS, Cell, CellResult
+from lab.cells import ALL_DISTROS, FILESYSTEMS, PATHS, Cell, CellResult
 
 # (cell, workdir, timeout) -> result
 Runner = Callable[[Cell, Path, float], CellResult]
@@ -63,6 +63,53 @@ def _openstack_disk(cell: Cell, workdir: Path, timeout: float) -> CellResult:
                               timeout=timeout).result
 
 
+def _openstack_b(cell: Cell, workdir: Path, timeout: float) -> CellResult:
+    from cloudboot.arch import get_arch
+    from cloudboot.loader.media import build_b_media
+    from lab.images import debian
+    from lab.openstack_runner import run_openstack_loader
+    from lab.path_b import set_vars
+
+    image = debian.build(cell.release, cell.fs, cell.arch)
+    media = build_b_media(get_arch(cell.arch), workdir / "b.iso")
+    cmdline = f"root=UUID={image.fs_uuid} ro console=ttyS0"
+    result, _ = run_openstack_loader(cell, workdir / "cell", media.path, timeout=timeout,
+                                     vars_set=lambda v: set_vars(v, f"{cell.fs}:", cmdline))
+    return result
+
+
+def _qemu_d(cell: Cell, workdir: Path, timeout: float) -> CellResult:
+    from lab import registry
+    from lab.images import debian
+    from lab.path_d import guest_config, push_target, run_path_d, target_cmdline
+
+    image = debian.build(cell.release, cell.fs, cell.arch)
+    with registry.running() as reg:
+        pushed = push_target(reg, image, tag=f"{cell.distro}-{cell.fs}")
+        cfg = guest_config(reg, pushed.repository, pushed.index_tag, target_cmdline(image))
+        return run_path_d(cell, workdir, cfg, image, timeout=timeout)
+
+
+def _openstack_d(cell: Cell, workdir: Path, timeout: float) -> CellResult:
+    from cloudboot.loader.netconfig import NetConfig
+    from lab import registry
+    from lab.hypervisors.qemu import guestfwd
+    from lab.images import debian
+    from lab.openstack_runner import INSTANCE_REGISTRY, run_openstack_loader
+    from lab.path_d import build_d_iso, push_target, target_cmdline
+
+    image = debian.build(cell.release, cell.fs, cell.arch)
+    with registry.running() as reg:
+        pushed = push_target(reg, image, repository="openstack/debian", tag=cell.distro)
+        cfg = NetConfig(INSTANCE_REGISTRY, pushed.repository, pushed.index_tag,
+                        target_cmdline(image), insecure=True)
+        iso = build_d_iso(cell.arch, cfg, workdir / "d.iso")
+        result, _ = run_openstack_loader(
+            cell, workdir / "cell", iso, rng=True, timeout=timeout,
+            extra_guestfwd=(guestfwd(INSTANCE_REGISTRY, reg.host),))
+        return result
+
+
 def _vz_a(cell: Cell, workdir: Path, timeout: float) -> CellResult:
     from lab.vz import run_vz_path_a
 
@@ -81,15 +128,25 @@ RUNNERS: dict[tuple[str, str, str], Entry] = {
     ("qemu", "x86_64", "A"): Entry(_qemu_a, 420, "lab.runner.run_path_a_disk"),
     ("qemu", "x86_64", "B"): Entry(_qemu_b, 420, "lab.path_b.run_path_b"),
     ("qemu", "x86_64", "C"): Entry(_qemu_c, 600, "lab.path_c.run_path_c_disk"),
+    ("qemu", "x86_64", "D"): Entry(_qemu_d, 600, "lab.path_d.run_path_d"),
     ("qemu", "aarch64", "A"): Entry(_qemu_a, 900, "lab.runner.run_path_a_disk"),
+    ("qemu", "aarch64", "B"): Entry(_qemu_b, 900, "lab.path_b.run_path_b"),
+    ("qemu", "aarch64", "D"): Entry(_qemu_d, 900, "lab.path_d.run_path_d"),
     ("qemu", "aarch64", "C"): Entry(_qemu_c, 1500, "lab.path_c.run_path_c_disk"),
     ("libvirt", "x86_64", "A"): Entry(_libvirt_a, 420, "lab.libvirt_runner.run_path_a_disk"),
     ("libvirt", "x86_64", "C"): Entry(_libvirt_c, 600, "lab.libvirt_runner.run_path_c_disk"),
+    ("libvirt", "x86_64", "B"): Entry(_qemu_b, 600, "lab.path_b.run_path_b (libvirt domain)"),
+    ("libvirt", "x86_64", "D"): Entry(_qemu_d, 600, "lab.path_d.run_path_d (libvirt domain)"),
     ("openstack", "x86_64", "A"): Entry(_openstack_disk, 600,
                                         "lab.openstack_runner.run_openstack_cell"),
     ("openstack", "x86_64", "C"): Entry(_openstack_disk, 600,
                                         "lab.openstack_runner.run_openstack_cell"),
+    ("openstack", "x86_64", "B"): Entry(_openstack_b, 600,
+                                        "lab.openstack_runner.run_openstack_loader"),
+    ("openstack", "x86_64", "D"): Entry(_openstack_d, 600,
+                                        "lab.openstack_runner.run_openstack_loader"),
     ("vz", "aarch64", "A"): Entry(_vz_a, 900, "lab.vz.run_vz_path_a"),
+    ("vz", "aarch64", "D"): Entry(_qemu_d, 900, "lab.path_d.run_path_d (vz profile)"),
     ("vz", "aarch64", "C"): Entry(_qemu_c, 1500, "lab.path_c.run_path_c_disk"),
 }
 
@@ -218,7 +275,7 @@ def add_arguments(p) -> None:  # type: ignore[no-untyped-def]
                    help="qemu | libvirt | openstack | vfkit | vz")
     p.add_argument("--arch", required=True, help="x86_64 | aarch64 | riscv64 | …")
     p.add_argument("--path", required=True, choices=PATHS)
-    p.add_argument("--distro", required=True, choices=sorted(DISTROS))
+    p.add_argument("--distro", required=True, choices=sorted(ALL_DISTROS))
     p.add_argument("--fs", default="ext4", choices=FILESYSTEMS)
     p.add_argument("--workdir", type=Path, default=None,
                    help="artefact folder (default: a new one under ~/.cache/cloudboot/runs)")

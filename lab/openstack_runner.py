@@ -46,6 +46,8 @@ METADATA_CMDLINE = "cloudboot.metadata.url=openstack"
 # romfile= drops the NIC's iPXE ROM: OVMF would otherwise try to PXE boot first (DESIGN §7).
 NIC_MODEL = "virtio-net-pci,romfile="
 META_PATH = "/openstack/latest/meta_data.json"
+# Where an instance reaches the lab's registry: inside slirp's 169.254.0.0/16, guestfwd'ed.
+INSTANCE_REGISTRY = "169.254.0.100:5000"
 
 
 def instance_metadata(cell: Cell, meta: dict[str, str]) -> InstanceMetadata:

@@ -30,6 +30,7 @@ from lab.hypervisors.qemu import guestfwd
 from lab.images import debian
 from lab.matrix import judge
 from lab.openstack_runner import (
+    INSTANCE_REGISTRY,
     META_PATH,
     metadata_seconds,
     run_openstack_cell,
@@ -41,7 +42,7 @@ from lab.path_d import build_d_iso, push_target, target_cmdline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
 
-GUEST_REGISTRY = "169.254.0.100:5000"  # inside slirp's 169.254.0.0/16; guestfwd'ed to the lab
+GUEST_REGISTRY = INSTANCE_REGISTRY
 
 
 @pytest.fixture(scope="module")
