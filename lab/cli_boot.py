@@ -136,6 +136,7 @@ RUNNERS: dict[tuple[str, str, str], Entry] = {
     ("libvirt", "x86_64", "A"): Entry(_libvirt_a, 420, "lab.libvirt_runner.run_path_a_disk"),
     ("libvirt", "x86_64", "C"): Entry(_libvirt_c, 600, "lab.libvirt_runner.run_path_c_disk"),
     ("libvirt", "aarch64", "A"): Entry(_libvirt_a, 900, "lab.libvirt_runner.run_path_a_disk"),
+    ("libvirt", "aarch64", "C"): Entry(_libvirt_c, 1500, "lab.libvirt_runner.run_path_c_disk"),
     ("libvirt", "x86_64", "B"): Entry(_qemu_b, 600, "lab.path_b.run_path_b (libvirt domain)"),
     ("libvirt", "x86_64", "D"): Entry(_qemu_d, 600, "lab.path_d.run_path_d (libvirt domain)"),
     ("openstack", "x86_64", "A"): Entry(_openstack_disk, 600,
