@@ -30,11 +30,13 @@ from cloudboot.media import cachedisk, configdrive
 from cloudboot.media.configdrive import InstanceMetadata
 from lab.accel import select_accel
 from lab.cells import Cell, CellResult, Stopwatch, file_digest
-from lab.firmware import Firmware, select_firmware
+from lab.firmware import Firmware, select_firmware, with_editable_vars
 from lab.hypervisors.qemu import Disk, UserNet, VMSpec
 from lab.images import debian
 from lab.metadata_service import GUEST_NET, MetadataService, Request
 from lab.path_c import (
+    FOREIGN_FILES,
+    FOREIGN_FILES_BY_ARCH,
     PathCRun,
     plant_foreign_entries,
     raw_boot_vars,
@@ -46,6 +48,9 @@ METADATA_CMDLINE = "cloudboot.metadata.url=openstack"
 # romfile= drops the NIC's iPXE ROM: OVMF would otherwise try to PXE boot first (DESIGN §7).
 NIC_MODEL = "virtio-net-pci,romfile="
 META_PATH = "/openstack/latest/meta_data.json"
+# Nova's libvirt driver defaults: q35 + OVMF on x86_64, virt + AAVMF on aarch64; the config
+# drive on virtio-scsi and the NIC on virtio-net-pci are the same on both.
+NOVA_PROFILES = ("x86_64", "aarch64")
 # Where an instance reaches the lab's registry: inside slirp's 169.254.0.0/16, guestfwd'ed.
 INSTANCE_REGISTRY = "169.254.0.100:5000"
 
@@ -66,9 +71,9 @@ def nova_spec(name: str, profile: Profile, fw: Firmware, vars_path: Path,
               reboots: bool = False, timeout: float = 600.0) -> VMSpec:
     """The Nova-shaped VMSpec (golden-tested through lab.hypervisors.qemu.build_command).
     `guestfwds`: the metadata service's rule first (MetadataService.guestfwd), then others."""
-    if profile.fw_machine != "pc-q35":
-        raise ValueError(f"VM {name}: the openstack lane is wired for x86_64 q35 only, "
-                         f"not {profile.name}")
+    if profile.name not in NOVA_PROFILES:
+        raise ValueError(f"VM {name}: the openstack lane is wired for "
+                         f"{', '.join(NOVA_PROFILES)} only, not {profile.name}")
     nic = UserNet(restrict=True, net=GUEST_NET, model=NIC_MODEL, mac=md.mac, guestfwd=guestfwds)
     return VMSpec(
         profile=profile, firmware=fw, vars_path=vars_path, accel=accel, nic=nic,
@@ -117,7 +122,8 @@ def run_openstack_cell(cell: Cell, workdir: Path, meta: dict[str, str], *,
     iso = build_bootstrap_iso(cell.arch, full, workdir / "boot.iso")
     md = instance_metadata(cell, meta)
     drive = configdrive.write(md, workdir / "config-drive.iso")
-    fw = select_firmware(profile)
+    # Path C reads and plants Boot#### on the host: AAVMF's bookworm template is all zeros
+    fw = with_editable_vars(select_firmware(profile)) if path_c else select_firmware(profile)
     vars_path = fw.fresh_vars(workdir)
     volumes = [Disk(image.path, interface="virtio-blk", snapshot=True)]
     cache = workdir / "cache.raw"
@@ -126,7 +132,7 @@ def run_openstack_cell(cell: Cell, workdir: Path, meta: dict[str, str], *,
     if path_c:
         cachedisk.create(cache)
         volumes.append(Disk(cache, interface="virtio-blk"))
-        plant_foreign_entries(vars_path)
+        plant_foreign_entries(vars_path, FOREIGN_FILES_BY_ARCH.get(cell.arch, FOREIGN_FILES))
         foreign, order = raw_boot_vars(vars_path)
     with MetadataService(md) as svc:
         spec = nova_spec(cell.id, profile, fw, vars_path, md, iso, drive, volumes,

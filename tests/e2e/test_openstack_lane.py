@@ -136,6 +136,36 @@ def test_openstack_path_c_disk_from_metadata(tmp_path: Path, image: debian.Targe
     assert not (bad := path_c_problems(run.path_c)), bad
 
 
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize("path", ["A", "C"])
+def test_openstack_aarch64_disk_from_metadata(path: str, tmp_path: Path, record_cell) -> None:
+    """The Nova shape on aarch64 (virt + AAVMF): meta `cloudboot.disk=LABEL=…` from the
+    metadata service, the config drive on virtio-scsi; Path A kexecs into the arm64 Debian
+    volume, Path C stages it on the cache disk and AAVMF boots it after the reboot."""
+    from tests.e2e.test_path_c_arm64 import require_aarch64_lane
+
+    require_aarch64_lane()
+    arm = debian.build("bookworm", "ext4", "aarch64")
+    cell = Cell("openstack", "aarch64", path, "debian-12", "ext4")
+    # Path A ~3.5 min, C ~5 min alone under TCG on a loaded 2-core host
+    run = run_openstack_cell(cell, tmp_path / "cell", {"cloudboot.disk": f"LABEL={arm.fs_label}"},
+                             timeout=1500)
+    result = run.result
+    xfail = judge(result)
+    record_cell(result)
+    if xfail:
+        pytest.xfail(xfail)
+    assert result.status == "pass", f"{result.category}: {result.evidence}"
+    assert result.banners == 1, "cloudboot-init must run exactly once"
+    _assert_metadata_fetched(run, ["cloudboot.disk"])
+    t = result.phase_times
+    last = "kexec-load" if path == "A" else "rebooting"
+    assert t["net-up"] <= t["metadata"] <= t[last] < t["userspace"]
+    if path == "C":
+        assert run.path_c is not None
+        assert not (bad := path_c_problems(run.path_c)), bad
+
+
 def _loader_toolchain() -> None:
     if shutil.which("clang") is None or shutil.which("lld-link") is None:
         pytest.skip("not run: clang/lld-link missing (python -m cloudboot.hostdeps ensure tests)")

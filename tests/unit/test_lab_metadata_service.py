@@ -73,7 +73,8 @@ def test_bad_instance_metadata_is_refused_up_front() -> None:
         MetadataService(InstanceMetadata(uuid="x", name="cb-lab"))
 
 
-def test_golden_nova_shaped_command_line() -> None:
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+def test_golden_nova_shaped_command_line(arch: str) -> None:
     """The openstack lane's QEMU command line (no boot); UPDATE_GOLDEN=1 regenerates it."""
     import os
     from pathlib import Path
@@ -85,21 +86,21 @@ def test_golden_nova_shaped_command_line() -> None:
     from lab.profiles import get_profile
 
     run = Path("/run/lab/cell")
-    cell = Cell("openstack", "x86_64", "C", "debian-12", "ext4")
+    cell = Cell("openstack", arch, "C", "debian-12", "ext4")
     md = instance_metadata(cell, {"cloudboot.disk": "LABEL=cbroot"})
-    fw = Firmware("x86_64", Path("/fw/x86_64/CODE.fd"), Path("/fw/x86_64/VARS.fd"), "test", None)
-    spec = nova_spec("golden-openstack", get_profile("x86_64"), fw, run / "vars.fd", md,
+    fw = Firmware(arch, Path(f"/fw/{arch}/CODE.fd"), Path(f"/fw/{arch}/VARS.fd"), "test", None)
+    spec = nova_spec("golden-openstack", get_profile(arch), fw, run / "vars.fd", md,
                      Path("/img/boot.iso"), run / "config-drive.iso",
                      [Disk(Path("/img/root.raw"), snapshot=True), Disk(run / "cache.raw")],
                      ("tcp:169.254.169.254:80-cmd:socat - TCP:127.0.0.1:8775",), reboots=True)
     text = "\n".join(QemuVM(spec, run).command()) + "\n"
-    golden = Path(__file__).parent / "golden" / "qemu-openstack-x86_64.txt"
+    golden = Path(__file__).parent / "golden" / f"qemu-openstack-{arch}.txt"
     if os.environ.get("UPDATE_GOLDEN") == "1":
         golden.write_text(text)
     assert golden.is_file(), f"{golden} missing: run with UPDATE_GOLDEN=1"
     assert text == golden.read_text()
     assert "restrict=on,net=169.254.0.0/16" in text and "scsi-cd,drive=configdrive" in text
     assert "-no-reboot" not in text  # Path C reboots on purpose
-    with pytest.raises(ValueError, match="x86_64 q35 only"):
-        nova_spec("x", get_profile("aarch64"), fw, run / "vars.fd", md, Path("/b"), Path("/c"),
+    with pytest.raises(ValueError, match="wired for x86_64, aarch64 only, not riscv64"):
+        nova_spec("x", get_profile("riscv64"), fw, run / "vars.fd", md, Path("/b"), Path("/c"),
                   [], ())
