@@ -20,6 +20,9 @@ class Arch:
     kernel_package: str  # Debian metapackage of the kernel we boot with
     kexec_file_load_nr: int | None  # syscall number; None where the kernel has none
     variant: str | None = None  # OCI platform.variant
+    # kexec_load(2): asm-generic/unistd.h 104 (arm64, riscv64, loongarch64), x86_64 246,
+    # ARM EABI 347 (arch/arm/tools/syscall.tbl).
+    kexec_load_nr: int | None = None
 
     @property
     def efi_boot_file(self) -> str:
@@ -33,14 +36,17 @@ class Arch:
 ARCHES: dict[str, Arch] = {
     a.name: a
     for a in (
-        Arch("x86_64", "amd64", "amd64", "X64", "x64", 0x8664, "linux-image-cloud-amd64", 320),
-        Arch("aarch64", "arm64", "arm64", "AA64", "aa64", 0xAA64, "linux-image-cloud-arm64", 294),
+        Arch("x86_64", "amd64", "amd64", "X64", "x64", 0x8664, "linux-image-cloud-amd64", 320,
+             kexec_load_nr=246),
+        Arch("aarch64", "arm64", "arm64", "AA64", "aa64", 0xAA64, "linux-image-cloud-arm64", 294,
+             kexec_load_nr=104),
         Arch("riscv64", "riscv64", "riscv64", "RISCV64", "riscv64", 0x5064,
-             "linux-image-riscv64", 294),
+             "linux-image-riscv64", 294, kexec_load_nr=104),
         Arch("loongarch64", "loong64", "loong64", "LOONGARCH64", "loongarch64", 0x6264,
-             "linux-image-loong64", 294),
+             "linux-image-loong64", 294, kexec_load_nr=104),
         # 32-bit ARM has no kexec_file_load (the syscall number exists, returns ENOSYS).
-        Arch("armv7", "armhf", "arm", "ARM", "arm", 0x01C2, "linux-image-armmp", None, "v7"),
+        Arch("armv7", "armhf", "arm", "ARM", "arm", 0x01C2, "linux-image-armmp", None, "v7",
+             kexec_load_nr=347),
     )
 }
 

@@ -75,7 +75,19 @@ def _decompress(comp: str, payload: bytes) -> bytes:
             return lzma.LZMADecompressor(lzma.FORMAT_ALONE).decompress(payload)
     except (zlib.error, lzma.LZMAError) as e:
         raise KernelImageError(f"EFI zboot image: corrupt {comp} payload: {e}") from e
-    hint = " (zstd is not in the Python standard library)" if comp.startswith("zstd") else ""
+    if comp.startswith("zstd"):
+        try:  # Python 3.14+ (the loong64 lane's runtime); absent on 3.11-3.13
+            from compression import zstd  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            pass
+        else:
+            try:
+                # one frame; zboot appends the size word after it (unused_data)
+                return bytes(zstd.ZstdDecompressor().decompress(payload))
+            except zstd.ZstdError as e:
+                raise KernelImageError(f"EFI zboot image: corrupt zstd payload: {e}") from e
+    hint = (" (zstd is in the Python standard library from 3.14 on only)"
+            if comp.startswith("zstd") else "")
     raise KernelImageError(
         f"EFI zboot image compressed with {comp!r} cannot be unpacked here{hint}; "
         "boot it through Path C (the firmware runs the EFI stub), or use a gzip/xz kernel"

@@ -10,14 +10,31 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from cloudboot.arch import host_arch
-from cloudboot.init import kernelimage, kexec_arm64, pid1
+from cloudboot.init import (
+    kernelimage,
+    kexec_arm32,
+    kexec_arm64,
+    kexec_loongarch64,
+    kexec_riscv64,
+    kexec_segments,
+    pid1,
+)
 
 KEXEC_FILE_UNLOAD = 0x1
 KEXEC_FILE_ON_CRASH = 0x2
 KEXEC_FILE_NO_INITRAMFS = 0x4
+
+# Arches whose Debian kernels lack KEXEC_FILE: our own segment layout + kexec_load(2).
+KEXEC_LOAD_PLANNERS: dict[str, Callable[[Path, Path | None, str], object]] = {
+    "aarch64": kexec_arm64.load,
+    "armv7": kexec_arm32.load,
+    "riscv64": kexec_riscv64.load,
+    "loongarch64": kexec_loongarch64.load,
+}
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -75,13 +92,14 @@ def load(kernel: Path, initrd: Path | None, cmdline: str,
             ifd = os.open(initrd, os.O_RDONLY | os.O_CLOEXEC)
         kexec_file_load(kfd, ifd, cmdline)
     except KexecRefused as e:
-        # Debian's arm64 kernels lack KEXEC_FILE (ENOSYS) but have KEXEC: lay the segments
-        # out ourselves and use kexec_load(2) (kexec_arm64.py).
-        if e.errno != errno.ENOSYS or host_arch().name != "aarch64":
+        # Debian's arm64, armhf, riscv64 and loong64 kernels lack KEXEC_FILE (ENOSYS) but
+        # have KEXEC: lay the segments out ourselves and use kexec_load(2).
+        fallback = KEXEC_LOAD_PLANNERS.get(host_arch().name)
+        if e.errno != errno.ENOSYS or fallback is None:
             raise
         try:
-            kexec_arm64.load(image, initrd, cmdline)
-        except kexec_arm64.KexecLoadError:
+            fallback(image, initrd, cmdline)
+        except kexec_segments.KexecLoadError:
             raise
         except OSError as err:
             raise KexecRefused(err.errno or errno.EIO, "kexec_load") from None
