@@ -9,11 +9,13 @@ initramfs would carry:
 - loongarch64: forky's linux-image-loong64 (split into linux-binary-*/linux-modules-*) and
   systemd-stub; forky has Python 3.14 only.
 
-riscv64 first appears in trixie and loong64 in forky, neither with Python 3.11; the initramfs
-builder (cloudboot/initramfs) compiles .pyc with the host's Python 3.11 and pins 3.11 paths, so
-those lanes cannot carry cloudboot-init yet (`bootstrap_initramfs` raises LaneGap saying so).
-Their firmware → stub → kernel → /init chain is still proven with a probe initramfs: the
-arch's static busybox printing PROBE_MARKER (`probe_initramfs`).
+riscv64 first appears in trixie and loong64 in forky, neither with Python 3.11: their
+bootstrap initramfs carries the suite's Python (`python_runtime`: packages from the lane's
+suite through lab.aptsuites, .pyc compiled by that interpreter under qemu-user). The qemu-user
+is bookworm-backports' 10.0 (`qemu_user`): the host's qemu-user-static 7.2 runs trixie's riscv64
+python3.13 but dies with SIGILL on forky's loong64 python3.14 (QEMU < 8.1 lacks instructions
+forky's glibc/python use). The firmware → stub → kernel → /init chain is also proven with a
+probe initramfs: the arch's static busybox printing PROBE_MARKER (`probe_initramfs`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from cloudboot.media import cpio
 from lab import aptsuites
 
 PROBE_MARKER = "CLOUDBOOT-LANE-PROBE"
+# qemu-user for running a lane's interpreter on the host (compiling its .pyc).
+QEMU_USER_SUITE = "bookworm-backports"
+QEMU_USER_NAMES = {"riscv64": "riscv64", "loongarch64": "loongarch64", "armv7": "arm"}
 
 
 class LaneGap(RuntimeError):
@@ -54,7 +59,8 @@ class Lane:
         image = aptsuites.resolve_metapackage(suite, a.kernel_package, a.debian)
         roots = [aptsuites.unpacked(suite, image, a.debian)]
         for dep in aptsuites.depends(suite, image, a.debian):
-            if dep.startswith(("linux-binary-", "linux-modules-")):
+            # linux-base-* holds modules.builtin (+ .modinfo): the initramfs builder needs it
+            if dep.startswith(("linux-binary-", "linux-modules-", "linux-base-")):
                 roots.append(aptsuites.unpacked(suite, dep, a.debian))
         return roots
 
@@ -81,18 +87,32 @@ class Lane:
                           f"{a.stub_file}")
         return stub
 
+    def python_runtime(self) -> pyruntime.Runtime:
+        """The Python the lane's initramfs carries: the host apt's 3.11 on a bookworm lane,
+        else the lane suite's version, fetched from that suite, compiled under qemu-user."""
+        if self.kernel_suite is None:
+            if self.python != pyruntime.PY_VERSION:
+                raise LaneGap(f"{self.arch}: the host apt (bookworm) has python"
+                              f"{pyruntime.PY_VERSION}, the lane table says {self.python}")
+            return pyruntime.DEFAULT_RUNTIME
+        suite = aptsuites.get_suite(self.kernel_suite)
+
+        def fetch(package: str, debian_arch: str) -> Path:
+            return aptsuites.unpacked(suite, package, debian_arch)
+
+        return pyruntime.Runtime(version=self.python, fetch=fetch, source=suite.codename,
+                                 soname_packages=pyruntime.T64_SONAME_PACKAGES,
+                                 emulator=qemu_user(self.arch))
+
     def bootstrap_initramfs(self) -> Path:
-        """cloudboot-init's initramfs for this lane (the builder's default, cached)."""
-        if self.python != pyruntime.PY_VERSION:
-            raise LaneGap(
-                f"{self.arch}: Debian has no python{pyruntime.PY_VERSION} for "
-                f"{get_arch(self.arch).debian} ({self.kernel_suite} offers {self.python}); "
-                f"the initramfs builder pins python{pyruntime.PY_VERSION} and compiles .pyc "
-                "with the host interpreter, so it needs a per-arch Python version (and "
-                ".pyc compiled by the target Python under qemu-user, or shipped as source)")
+        """cloudboot-init's initramfs for this lane (built once per set of inputs, cached)."""
         from cloudboot.initramfs import builder
 
-        return builder.default_initramfs(get_arch(self.arch))
+        runtime = self.python_runtime()
+        if runtime == pyruntime.DEFAULT_RUNTIME:
+            return builder.default_initramfs(get_arch(self.arch))
+        return builder.default_initramfs(get_arch(self.arch), runtime=runtime,
+                                         kernel_roots=self.kernel_roots())
 
     def busybox(self) -> Path:
         a = get_arch(self.arch)
@@ -112,6 +132,22 @@ LANES: dict[str, Lane] = {
         Lane("loongarch64", "forky", "forky", "3.14"),
     )
 }
+
+
+def qemu_user(arch: str) -> Path:
+    """bookworm-backports' qemu-user (QEMU 10, static-pie) binary for `arch`, fetched once.
+
+    Not the host's qemu-user-static 7.2: that one dies with SIGILL on forky's loong64
+    python3.14 (measured); QEMU 10 runs both trixie's riscv64 and forky's loong64 userspace."""
+    name = QEMU_USER_NAMES.get(get_arch(arch).name)
+    if name is None:
+        raise LaneGap(f"no qemu-user binary name known for {arch}")
+    suite = aptsuites.get_suite(QEMU_USER_SUITE)
+    root = aptsuites.unpacked(suite, "qemu-user", suite.arches[0])
+    binary = root / "usr/bin" / f"qemu-{name}"
+    if not binary.is_file():
+        raise LaneGap(f"qemu-user ({QEMU_USER_SUITE}) has no usr/bin/qemu-{name} ({root})")
+    return binary
 
 
 def get_lane(arch: str) -> Lane:

@@ -40,6 +40,16 @@ DEFAULT_EXCLUDE = frozenset({
 })
 
 
+# Submodules with no file of their own: a module of the package installs them in sys.modules
+# (3.13 dropped collections/abc.py; collections/__init__.py registers _collections_abc as
+# collections.abc; os.py does the same for os.path). Used only where no file exists.
+VIRTUAL_MODULES = {"collections.abc": "_collections_abc", "os.path": "posixpath"}
+# Python modules that an extension (or builtin) module imports from C, where no import
+# statement shows it: 3.14's _ctypes builds every Structure layout with ctypes._layout.
+# Optional: absent in the versions that do not have them.
+EXTENSION_IMPORTS = {"_ctypes": ("ctypes._layout",)}
+
+
 class ClosureError(RuntimeError):
     pass
 
@@ -57,7 +67,7 @@ class Root:
 @dataclass(frozen=True)
 class Module:
     name: str
-    kind: str  # "source", "package", "extension" or "builtin"
+    kind: str  # "source", "package", "extension", "builtin" or "virtual" (VIRTUAL_MODULES)
     host_path: Path | None = None
     guest_path: str | None = None  # .py or .so path as the guest would see it
 
@@ -214,6 +224,13 @@ class Finder:
                 self._note(self.closure.excluded, sub, importer)
                 return False
             mod = self.locate(sub)
+            if mod is None and sub in VIRTUAL_MODULES and i > 1:
+                mod = Module(sub, "virtual")
+                self.closure.modules[sub] = mod
+                self.closure.via[sub] = importer
+                if not self.require(VIRTUAL_MODULES[sub], sub, optional, droppable):
+                    return False
+                continue
             if mod is None:
                 self._note(self.closure.optional_missing if optional else self.closure.missing,
                            sub, importer)
@@ -224,6 +241,8 @@ class Finder:
         return True
 
     def _scan(self, mod: Module) -> None:
+        for implied in EXTENSION_IMPORTS.get(mod.name, ()):
+            self.require(implied, mod.name, optional=True)
         if mod.kind not in ("source", "package") or mod.host_path is None:
             return
         source = mod.host_path.read_bytes()
