@@ -9,20 +9,24 @@ from pathlib import Path
 from cloudboot.arch import get_arch
 from cloudboot.build import BuildRequest, build
 from lab.accel import select_accel
+from lab.arch_lanes import LANES, get_lane
 from lab.firmware import select_firmware
 from lab.hypervisors.qemu import Disk, VMSpec
 from lab.images import debian
-from lab.profiles import get_profile
-from lab.runner import boot
+from lab.runner import boot, lane_profile
 
 
 def direct_firmware_boot(image: debian.TargetImage, work: Path, arch: str = "x86_64",
                          timeout: float = 360.0) -> float:
-    """Seconds from firmware reset to the target's CLOUDBOOT-USERSPACE line."""
-    profile = get_profile(arch)
+    """Seconds from firmware reset to the target's CLOUDBOOT-USERSPACE line.
+
+    armv7, riscv64 and loongarch64 take the systemd-stub of their lane (lab/arch_lanes.py)
+    and riscv64/loongarch64 the private QEMU 10 (lab.runner.lane_profile)."""
+    profile = lane_profile(arch)
+    stub = get_lane(arch).stub() if get_arch(arch).name in LANES else None
     work.mkdir(parents=True, exist_ok=True)
     iso = work / "direct.iso"
-    build(BuildRequest(arch=get_arch(arch), output=iso, kernel=image.kernel,
+    build(BuildRequest(arch=get_arch(arch), output=iso, kernel=image.kernel, stub=stub,
                        initramfs=image.initrd,
                        cmdline=f"root=UUID={image.fs_uuid} ro console={profile.console} "
                                "panic=-1"))

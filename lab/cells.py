@@ -11,8 +11,13 @@ from typing import Any, Literal
 
 Status = Literal["pass", "fail", "xfail", "xpass", "not-run"]
 
-# Distro names in the matrix, and the Debian release that builds each image.
+# Distro names in the matrix, and the Debian release that builds each image. DISTROS are the
+# stable releases every lane's grid runs (tests parametrise over them); TESTING_DISTROS are
+# releases only some lanes need: Debian 14 (forky, testing) is the first with loong64, so the
+# loongarch64 lane runs it and the other lanes do not (matrix/expected.toml says so per cell).
 DISTROS = {"debian-12": "bookworm", "debian-13": "trixie"}
+TESTING_DISTROS = {"debian-14": "forky"}
+ALL_DISTROS = {**DISTROS, **TESTING_DISTROS}
 FILESYSTEMS = ("ext4", "xfs", "btrfs")
 PATHS = ("A", "B", "C", "D")
 
@@ -22,7 +27,7 @@ class Cell:
     hypervisor: str  # qemu | libvirt | openstack | vfkit | vz
     arch: str  # x86_64 | aarch64 | riscv64 | loongarch64 | armv7
     path: str  # A | B | C | D
-    distro: str  # debian-12 | debian-13
+    distro: str  # debian-12 | debian-13 | debian-14
     fs: str  # ext4 | xfs | btrfs
 
     @property
@@ -31,7 +36,11 @@ class Cell:
 
     @property
     def release(self) -> str:
-        return DISTROS[self.distro]
+        try:
+            return ALL_DISTROS[self.distro]
+        except KeyError:
+            raise ValueError(f"cell {self.id}: unknown distro {self.distro!r} (known: "
+                             f"{', '.join(ALL_DISTROS)})") from None
 
     @property
     def profile_name(self) -> str:

@@ -9,14 +9,14 @@ from pathlib import Path
 
 from cloudboot.arch import get_arch
 from cloudboot.build import BuildRequest, build
-from lab import console
+from lab import console, qemu_private
 from lab.accel import select_accel
 from lab.cells import Cell, CellResult, Stopwatch, file_digest
 from lab.failures import classify
 from lab.firmware import select_firmware
 from lab.hypervisors.qemu import Disk, QemuVM, VMError, VMSpec
 from lab.images import debian
-from lab.profiles import get_profile
+from lab.profiles import Profile, get_profile
 
 BANNER = re.compile(r"cloudboot-init \S+ starting")
 # Stop watching as soon as the run has decided itself one way or the other.
@@ -34,8 +34,30 @@ class BootOutcome:
 
 def build_bootstrap_iso(arch: str, cmdline: str, out: Path,
                         plan_file: Path | None = None) -> Path:
+    """boot.iso with the bootstrap UKI of `arch`: the build's defaults (the host's apt), or,
+    for the armv7/riscv64/loongarch64 lanes, the lane's kernel, systemd-stub and
+    cloudboot-init initramfs (lab/arch_lanes.py; raises LaneGap where one is missing)."""
+    from lab import arch_lanes
+
+    name = get_arch(arch).name
+    if name in arch_lanes.LANES:
+        lane = arch_lanes.get_lane(name)
+        build(BuildRequest(arch=get_arch(arch), output=out, cmdline=cmdline,
+                           plan_file=plan_file, kernel=lane.kernel(), stub=lane.stub(),
+                           initramfs=lane.bootstrap_initramfs()))
+        return out
     build(BuildRequest(arch=get_arch(arch), output=out, cmdline=cmdline, plan_file=plan_file))
     return out
+
+
+def lane_profile(arch: str) -> Profile:
+    """The profile of `arch` as the lab runs it: riscv64 and loongarch64 on the private QEMU 10
+    with their EDK2 fetched first (lab/qemu_private.py); the others unchanged."""
+    profile = get_profile(arch)
+    if not qemu_private.needs_private(profile.arch.name):
+        return profile
+    qemu_private.ensure_firmware(profile.fw_arch)
+    return qemu_private.runnable(profile)
 
 
 def boot(spec: VMSpec, workdir: Path, timeout: float) -> BootOutcome:
@@ -60,7 +82,7 @@ def run_bootstrap(cell: Cell, workdir: Path, cmdline: str, targets: list[Path], 
     """Boot boot.iso (our UKI, `cmdline`) with `targets` attached as virtio disks."""
     watch = Stopwatch()
     workdir.mkdir(parents=True, exist_ok=True)
-    profile = get_profile(cell.arch)
+    profile = lane_profile(cell.arch)
     # A fatal error powers the guest off at once: the lab has read what it needs by then.
     full = f"console={profile.console} panic=-1 cloudboot.reboot_delay=0 {cmdline}".strip()
     iso = build_bootstrap_iso(cell.arch, full, workdir / "boot.iso", plan_file)

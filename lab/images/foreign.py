@@ -17,6 +17,24 @@ from cloudboot.arch import Arch, get_arch, host_arch
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 
+# Arches whose Debian binaries the host's qemu-user-static (7.2) cannot run: Debian's loong64
+# is built for LSX (128-bit SIMD), which qemu-loongarch64 emulates from QEMU 8.1 on; 7.2 dies
+# with SIGILL on forky's busybox. For these a qemu-user from bookworm-backports (QEMU 10,
+# fetched and unpacked into the cache by lab/aptsuites.py) is registered as a handler of our
+# own, PRIVATE_HANDLER_PREFIX + arch, and the system handler of the same arch is disabled
+# (the kernel tries the newest registration first; a stale 7.2 one must not win).
+PRIVATE_USER_ARCHES = ("loongarch64",)
+PRIVATE_USER_SUITE = "bookworm-backports"
+PRIVATE_HANDLER_PREFIX = "cloudboot-"
+# ELF magic and mask of 64-bit little-endian EM_LOONGARCH (258) executables and shared
+# objects (e_ident class/data/version, e_type 2 or 3, e_machine), as binfmt_misc escapes.
+ELF_MATCH: dict[str, tuple[str, str]] = {
+    "loongarch64": (r"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00"
+                    r"\x02\x01",
+                    r"\xff\xff\xff\xff\xff\xff\xff\xfc\x00\xff\xff\xff\xff\xff\xff\xff"
+                    r"\xfe\xff\xff\xff"),
+}
+
 # Our arch name -> the binfmt handler name Debian's qemu-user-static registers.
 HANDLERS = {
     "aarch64": "qemu-aarch64",
@@ -69,6 +87,8 @@ def ensure_binfmt(arch: str | Arch) -> str:
         if proc.returncode != 0:
             raise ForeignError(f"binfmt_misc is not mounted at {BINFMT_DIR} and mounting it "
                                f"failed: {proc.stderr.strip()} (needs root)")
+    if a.name in PRIVATE_USER_ARCHES:
+        return _ensure_private_handler(a)
     state = handler_state(name)
     if state.get("status") != "enabled":
         if shutil.which("update-binfmts") is None:
@@ -92,15 +112,87 @@ def ensure_binfmt(arch: str | Arch) -> str:
     return interp
 
 
+def private_user_binary(arch: Arch) -> Path:
+    """bookworm-backports' qemu-<arch> (qemu-user, static), unpacked into the cache."""
+    from lab import aptsuites
+
+    try:
+        root = aptsuites.unpacked(aptsuites.get_suite(PRIVATE_USER_SUITE), "qemu-user", "amd64")
+    except aptsuites.SuiteError as e:
+        raise ForeignError(f"qemu-user for {arch.debian} binaries from {PRIVATE_USER_SUITE}: "
+                           f"{e}") from None
+    binary = root / "usr/bin" / HANDLERS[arch.name]
+    if not binary.is_file():
+        raise ForeignError(f"{root}: qemu-user has no usr/bin/{HANDLERS[arch.name]}")
+    return binary
+
+
+def register_line(name: str, magic: str, mask: str, interpreter: Path) -> str:
+    """The binfmt_misc `register` record: match by magic, fix the interpreter (F) so chroots
+    need no copy of it."""
+    if ":" in str(interpreter):
+        raise ForeignError(f"binfmt interpreter path {interpreter} contains ':'")
+    return f":{name}:M:0:{magic}:{mask}:{interpreter}:F"
+
+
+def _ensure_private_handler(a: Arch) -> str:
+    name = PRIVATE_HANDLER_PREFIX + a.name
+    binary = private_user_binary(a)
+    system = handler_state(HANDLERS[a.name])
+    if system.get("status") == "enabled":
+        try:
+            (BINFMT_DIR / HANDLERS[a.name]).write_text("0")
+        except OSError as e:
+            raise ForeignError(f"the system binfmt handler {HANDLERS[a.name]} "
+                               f"({system.get('interpreter')}) cannot run Debian {a.debian} "
+                               f"binaries and disabling it failed: {e}") from None
+    state = handler_state(name)
+    if state and (state.get("interpreter") != str(binary) or state.get("status") != "enabled"):
+        try:
+            (BINFMT_DIR / name).write_text("-1")  # stale: remove, then register afresh
+        except OSError as e:
+            raise ForeignError(f"removing the stale binfmt handler {name}: {e}") from None
+        state = {}
+    if not state:
+        magic, mask = ELF_MATCH[a.name]
+        try:
+            (BINFMT_DIR / "register").write_text(register_line(name, magic, mask, binary))
+        except OSError as e:
+            raise ForeignError(f"registering binfmt handler {name} for {binary}: {e} "
+                               "(needs root)") from None
+        state = handler_state(name)
+    if state.get("status") != "enabled" or "F" not in state.get("flags", ""):
+        raise ForeignError(f"binfmt handler {name} for {binary} did not register as enabled "
+                           f"with the F flag: {state}")
+    return str(binary)
+
+
+DEBOOTSTRAP_SCRIPTS = Path("/usr/share/debootstrap/scripts")
+
+
+def debootstrap_script(release: str, scripts: Path = DEBOOTSTRAP_SCRIPTS) -> list[str]:
+    """[] when debootstrap knows `release`, else [its sid script] as the explicit SCRIPT
+    argument: bookworm's debootstrap 1.0.128 predates forky, whose layout is sid's (Debian's
+    own scripts for every release after buster are symlinks to sid)."""
+    if (scripts / release).exists():
+        return []
+    sid = scripts / "sid"
+    if not sid.exists():
+        raise ForeignError(f"debootstrap has no script for {release} and no sid script in "
+                           f"{scripts}: is debootstrap installed?")
+    return [str(sid)]
+
+
 def debootstrap_commands(release: str, arch: Arch, tree: Path, mirror: str,
                          packages: tuple[str, ...], cache: Path) -> list[list[str]]:
     """The debootstrap runs that make a root tree of `arch`: one for the host's architecture,
     a --foreign first stage plus a chrooted --second-stage for any other."""
     base = ["debootstrap", "--variant=minbase", f"--arch={arch.debian}", "--components=main",
             f"--include={','.join(packages)}", f"--cache-dir={cache}"]
+    where = [release, str(tree), mirror, *debootstrap_script(release)]
     if not is_foreign(arch):
-        return [[*base, release, str(tree), mirror]]
-    return [[*base, "--foreign", release, str(tree), mirror],
+        return [[*base, *where]]
+    return [[*base, "--foreign", *where],
             # A private mount namespace: the second stage mounts /proc and /sys in the tree,
             # and a failure must not leave them mounted on the host.
             ["unshare", "--mount", "--propagation", "private", "chroot", str(tree),

@@ -23,7 +23,8 @@ from lab.images.buildcache import build_once, mounts_under, progress
 # Bump when the steps below change what ends up in the tree.
 ROOTFS_VERSION = 1
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
-RELEASES = ("bookworm", "trixie")
+# forky (Debian 14, testing) is here for loong64, which enters the main archive with it.
+RELEASES = ("bookworm", "trixie", "forky")
 
 # MODULES=most keeps every block/fs driver the cloud kernel has as a module, so the initrd
 # finds the root on ext4, xfs and btrfs alike; xfsprogs/btrfs-progs bring their hooks.
@@ -95,8 +96,11 @@ def _debootstrap(recipe: RootfsRecipe, work: Path) -> None:
     started = time.monotonic()
     progress(f"debootstrap {recipe.release}/{arch.debian} + {','.join(recipe.packages)}")
     # A foreign arch takes two runs: --foreign unpacks, the second stage runs under qemu-user.
-    steps = foreign.debootstrap_commands(recipe.release, arch, tree, mirror, recipe.packages,
-                                         debs)
+    try:
+        steps = foreign.debootstrap_commands(recipe.release, arch, tree, mirror,
+                                             recipe.packages, debs)
+    except foreign.ForeignError as e:
+        raise RootfsError(f"root tree {recipe.release}/{arch.debian}: {e}") from None
     for n, cmd in enumerate(steps, 1):
         _run(cmd, f"debootstrap ({n}/{len(steps)}) of {recipe.release}/{arch.debian} into "
              f"{tree}", log=work / f"debootstrap-{n}.log")

@@ -1,0 +1,85 @@
+"""Path A on the armv7, riscv64 and loongarch64 lanes: firmware → the lane's UKI (its kernel,
+systemd-stub and cloudboot-init initramfs, lab/arch_lanes.py) → cloudboot-init → kexec → a real
+Debian userspace of that arch, built on this host under qemu-user (lab/images/foreign.py).
+
+One cell per arch, each on the release that has the arch: armv7 Debian 12 (bookworm armhf),
+riscv64 Debian 13 (trixie, the first release with riscv64), loongarch64 Debian 14 (forky,
+testing: loong64 enters the main archive there). riscv64 and loongarch64 boot on the private
+QEMU 10 (lab/qemu_private.py). Each cell is judged by matrix/expected.toml: an expected failure
+must fail in its stated category; a [[not_run]] cell is reported not run with its reason.
+
+`test_direct_firmware_boot` boots the same target kernel + initrd as a UKI straight from the
+firmware (lab/baseline.py), no cloudboot in between: the denominator of the issue's
+"Path A time / direct time" ratio per arch, and proof that the image itself boots.
+
+Not smoke: each target image takes 40+ minutes of qemu-user CPU to build cold, and a TCG boot of
+two kernels on these arches takes minutes on the shared cores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab.arch_lanes import LaneGap
+from lab.baseline import direct_firmware_boot
+from lab.cells import Cell
+from lab.images import debian
+from lab.matrix import expectation, judge
+from lab.qemu_private import PrivateQemuError
+from lab.runner import run_path_a_disk
+
+# Set-up builds the lane initramfs (minutes of qemu-user on a cold cache) before the boot.
+pytestmark = [pytest.mark.e2e, pytest.mark.boot, pytest.mark.timeout(3600)]
+
+CELLS = [
+    Cell("qemu", "armv7", "A", "debian-12", "ext4"),
+    Cell("qemu", "riscv64", "A", "debian-13", "ext4"),
+    Cell("qemu", "loongarch64", "A", "debian-14", "ext4"),
+]
+# A lone TCG boot of two kernels plus a cold Python start on these arches takes 1-4 minutes;
+# the host is shared by several engineers' guests.
+TIMEOUT = 1500.0
+
+
+def _skip_if_not_run(cell: Cell) -> None:
+    rule = expectation(cell)
+    if rule is not None and rule.kind == "not_run":
+        pytest.skip(f"not run: {rule.reason}")
+
+
+@pytest.mark.parametrize("cell", [pytest.param(c, id=c.id) for c in CELLS])
+def test_path_a_arch_from_local_disk(cell: Cell, tmp_path: Path, record_cell) -> None:
+    _skip_if_not_run(cell)
+    try:
+        result = run_path_a_disk(cell, tmp_path, timeout=TIMEOUT)
+    except (LaneGap, PrivateQemuError) as e:
+        pytest.fail(f"{cell.id}: the lane cannot build or boot its bootstrap: {e}")
+    xfail = judge(result)
+    record_cell(result)
+    times = result.phase_times
+    print(f"{cell.id}: {result.status} {result.category or ''} {result.evidence[:200]!r}; "
+          f"phase times {times}")
+    if xfail:
+        pytest.xfail(xfail)
+    assert result.status == "pass", f"{result.category}: {result.evidence}"
+    assert result.banners == 1, "cloudboot-init must run exactly once"
+    assert times["disk-found"] < times["kexec-load"] < times["userspace"]
+    print(f"{cell.id}: firmware reset -> userspace marker {times['userspace']:.1f} s, "
+          f"kexec-load at {times['kexec-load']:.1f} s")
+
+
+@pytest.mark.parametrize("cell", [pytest.param(c, id=c.id) for c in CELLS])
+def test_direct_firmware_boot(cell: Cell, tmp_path: Path) -> None:
+    """The target's own kernel, initrd and root= as a UKI on the lane's stub, from firmware."""
+    _skip_if_not_run(cell)  # a not-run cell's reason (e.g. no image yet) holds here too
+    image = debian.build(cell.release, cell.fs, cell.arch)
+    try:
+        seconds = direct_firmware_boot(image, tmp_path, cell.arch, timeout=TIMEOUT)
+    except RuntimeError as e:
+        log = tmp_path / "vm-direct" / "console.log"
+        tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no console)"
+        pytest.fail(f"{cell.id}: {e}\n{tail}")
+    print(f"{cell.id}: direct firmware boot -> userspace marker {seconds:.1f} s "
+          f"(kernel {image.kernel_version}, {image.os_id} {image.version_id})")
