@@ -16,6 +16,8 @@ from cloudboot.media.fat import FatBuilder, geometry
 from cloudboot.media.timestamps import build_time
 
 EMBEDDED_PLAN_PATH = "etc/cloud-boot/plan.hcl"
+# The systemd-stub the bootstrap UKI is built with, also handed to the guest (ukistage.py).
+STUB_PATH = "usr/lib/cloudboot/stub.efi"
 # Consoles the bootstrap kernel logs to when the caller names none; init writes its events
 # to every console it finds regardless.
 # No nr_cpus=1 on arm64 (the earlier system forced it after machine_kexec's BUG_ON under
@@ -145,6 +147,27 @@ def plan_overlay(plan_file: Path, arch: Arch) -> bytes:
     return buf.getvalue()
 
 
+def stub_overlay(stub: bytes) -> bytes:
+    """A small uncompressed cpio appended to the initramfs carrying the systemd-stub.
+
+    Path C's "uki" form (cloudboot/init/ukistage.py) assembles a UKI in the guest on this
+    stub. Why here and not elsewhere: the target image rarely ships systemd-boot-efi; the
+    guest cannot always read back its own boot medium (netboot, VZ); and this is exactly the
+    stub the bootstrap UKI was built with, one the firmware is known to start. Always added
+    (~80-140 KB), since Path C is also reached at run time (a plan's or metadata's
+    cloudboot.exit=reboot, the kexec fallback on VZ). Uncompressed: the stub barely shrinks,
+    and the kernel unpacks concatenated archives in order. Entries carry mtime 0 and fixed
+    inode numbers, so `cloudboot build` stays reproducible.
+    """
+    buf = io.BytesIO()
+    cpio.write(buf, cpio.with_parents([cpio.Entry.file(STUB_PATH, stub)]))
+    return buf.getvalue()
+
+
+def _append_cpio(initrd: bytes, overlay: bytes) -> bytes:
+    return initrd + b"\0" * (-len(initrd) % 4) + overlay
+
+
 def kernel_release(kernel_path: Path, kernel: bytes) -> str | None:
     """uname -r from a Debian-style file name (vmlinuz-<release>), if it has one."""
     name = kernel_path.name
@@ -183,7 +206,8 @@ def build(req: BuildRequest) -> BuildResult:
     initrd_path = req.initramfs or default_initramfs(arch, req.plan_file)
     initrd = _read(initrd_path, "--initramfs")
     if req.plan_file:
-        initrd = initrd + b"\0" * (-len(initrd) % 4) + plan_overlay(req.plan_file, arch)
+        initrd = _append_cpio(initrd, plan_overlay(req.plan_file, arch))
+    initrd = _append_cpio(initrd, stub_overlay(stub))
     cmdline = compose_cmdline(req)
     from cloudboot import __version__
 

@@ -64,7 +64,18 @@ def inspect_path(path: Path) -> dict[str, Any]:
                 for entry in entries:
                     if entry.path.upper().startswith("/EFI/BOOT/BOOT") and not entry.is_dir:
                         report["uki"] = inspect_uki(reader.read(entry.path), entry.path)
+                    elif _staged_uki(entry.path) and not entry.is_dir:
+                        # Path C's "uki" form (cloudboot/init/ukistage.py) on a cache disk.
+                        report.setdefault("staged_ukis", []).append(
+                            inspect_uki(reader.read(entry.path), entry.path))
     return report
+
+
+def _staged_uki(path: str) -> bool:
+    from cloudboot.init.bootentry import UKI_SUFFIX
+
+    head, _, name = path.lower().rpartition("/")
+    return head == "/efi/linux" and name.endswith(UKI_SUFFIX)
 
 
 def inspect_uki(data: bytes, name: str) -> dict[str, Any]:

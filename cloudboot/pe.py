@@ -115,8 +115,11 @@ UKI_REQUIRED = (".linux",)
 UKI_SECTIONS = (".osrel", ".cmdline", ".uname", ".initrd", ".linux", ".splash", ".dtb")
 
 
-def check_uki(data: bytes, machine: int | None = None) -> list[str]:
-    """Return the layout problems of a UKI (an empty list means it passes)."""
+def check_uki(data: bytes, machine: int | None = None, size: int | None = None) -> list[str]:
+    """Return the layout problems of a UKI (an empty list means it passes).
+
+    `size`: the file size when `data` holds only the headers (a UKI checked before its
+    sections are streamed to disk); the section data itself is never read here."""
     try:
         img = parse(data, "UKI")
     except PEError as e:
@@ -152,7 +155,7 @@ def check_uki(data: bytes, machine: int | None = None) -> list[str]:
             problems.append(f"{s.name}: overlaps the previous section in memory")
         if s.raw_size and s.raw_pointer < prev_raw_end:
             problems.append(f"{s.name}: overlaps the previous section in the file")
-        if s.raw_pointer + s.raw_size > len(data):
+        if s.raw_pointer + s.raw_size > (len(data) if size is None else size):
             problems.append(f"{s.name}: raw data runs past the end of the file")
         prev_va_end = s.virtual_address + s.virtual_size
         if s.raw_size:

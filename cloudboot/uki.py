@@ -9,6 +9,7 @@ SizeOfImage covers every section; the stub's trailing COFF symbol table is dropp
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from cloudboot import pe
@@ -46,26 +47,46 @@ def check_kernel(kernel: bytes, arch: Arch, what: str = "kernel") -> None:
         raise UKIError(f"{what}: EFI-stub kernel for {got}, not for {arch.name}")
 
 
-def assemble(parts: UKIParts, arch: Arch) -> bytes:
-    """Return the UKI bytes; raise UKIError on anything that would not boot."""
-    if len(parts.cmdline.encode()) >= MAX_CMDLINE:
-        raise UKIError(
-            f"command line is {len(parts.cmdline.encode())} bytes; the limit is {MAX_CMDLINE - 1}"
-        )
-    check_kernel(parts.linux, arch)
-    stub = pe.parse(parts.stub, "stub")
-    if stub.machine != arch.pe_machine:
-        got = pe.MACHINE_NAMES.get(stub.machine, hex(stub.machine))
+@dataclass(frozen=True)
+class Placement:
+    """Where one added section's bytes go in the file."""
+
+    name: str
+    raw_pointer: int
+    size: int  # bytes of data (VirtualSize)
+    raw_size: int  # size rounded up to FileAlignment; the rest is zero padding
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A UKI before its section data: the stub's bytes with the new section headers written
+    in (PE checksum 0), and where every section's data goes. `stream` turns it into bytes."""
+
+    head: bytes
+    placements: tuple[Placement, ...]
+    size: int  # the file size of the whole UKI
+    checksum_offset: int  # of the PE checksum field in `head`
+
+
+def _check_stub(stub: bytes, arch: Arch) -> pe.PEImage:
+    img = pe.parse(stub, "stub")
+    if img.machine != arch.pe_machine:
+        got = pe.MACHINE_NAMES.get(img.machine, hex(img.machine))
         raise UKIError(f"stub: built for {got}, not for {arch.name}")
-    payload: dict[str, bytes | None] = {
-        ".osrel": parts.osrel.encode(),
-        ".cmdline": parts.cmdline.encode(),
-        ".uname": parts.uname.encode() if parts.uname else None,
-        ".initrd": parts.initrd,
-        ".linux": parts.linux,
-    }
-    sections = [(name, data) for name in SECTION_ORDER if (data := payload[name]) is not None]
-    for name, _ in sections:
+    return img
+
+
+def layout(stub_bytes: bytes, sections: list[tuple[str, int]], arch: Arch) -> Layout:
+    """Lay out `sections` ((name, size), in SECTION_ORDER, `.linux` last) on the stub.
+
+    Holds no section data, so a caller can stream gigabytes through `stream` while only the
+    stub (~100 KB) sits in memory. Raises UKIError on anything that would not boot."""
+    stub = _check_stub(stub_bytes, arch)
+    names = [name for name, _ in sections]
+    if names != sorted(names, key=SECTION_ORDER.index) or ".linux" not in names:
+        raise UKIError(f"sections {names}: expected a subsequence of {SECTION_ORDER} "
+                       "ending in .linux")
+    for name in names:
         if stub.section(name) is not None:
             raise UKIError(f"stub already has a {name} section (is it a UKI already?)")
     room = stub.size_of_headers - stub.section_table_end
@@ -76,31 +97,80 @@ def assemble(parts: UKIParts, arch: Arch) -> bytes:
 
     # Cut the stub at the end of its last section's raw data: drops the COFF symbol table.
     raw_end = max(s.raw_pointer + s.raw_size for s in stub.sections)
-    out = bytearray(parts.stub[:raw_end])
-    struct.pack_into("<II", out, stub.pe_offset + 12, 0, 0)
+    head = bytearray(stub_bytes[:raw_end])
+    struct.pack_into("<II", head, stub.pe_offset + 12, 0, 0)
 
     va = pe.align(
         max(s.virtual_address + s.virtual_size for s in stub.sections),
         stub.section_alignment,
     )
     header_at = stub.section_table_end
-    for name, data in sections:
-        raw_ptr = pe.align(len(out), stub.file_alignment)
-        raw_size = pe.align(len(data), stub.file_alignment)
-        out += b"\0" * (raw_ptr - len(out))
-        out += data + b"\0" * (raw_size - len(data))
+    end = len(head)
+    placements = []
+    for name, size in sections:
+        raw_ptr = pe.align(end, stub.file_alignment)
+        raw_size = pe.align(size, stub.file_alignment)
         struct.pack_into(
-            "<8sIIIIIIHHI", out, header_at,
-            name.encode(), len(data), va, raw_size, raw_ptr, 0, 0, 0, 0,
+            "<8sIIIIIIHHI", head, header_at,
+            name.encode(), size, va, raw_size, raw_ptr, 0, 0, 0, 0,
             pe.IMAGE_SCN_CNT_INITIALIZED_DATA | pe.IMAGE_SCN_MEM_READ,
         )
+        placements.append(Placement(name, raw_ptr, size, raw_size))
         header_at += pe.SECTION_HEADER_SIZE
-        va = pe.align(va + len(data), stub.section_alignment)
+        va = pe.align(va + size, stub.section_alignment)
+        end = raw_ptr + raw_size
 
-    struct.pack_into("<H", out, stub.pe_offset + 6, stub.n_sections + len(sections))
-    struct.pack_into("<I", out, stub.opt_offset + pe.PEImage.OPT_SIZE_OF_IMAGE, va)
-    struct.pack_into("<I", out, stub.opt_offset + pe.PEImage.OPT_CHECKSUM, 0)
-    struct.pack_into("<I", out, stub.opt_offset + pe.PEImage.OPT_CHECKSUM, _pe_checksum(out, stub))
+    struct.pack_into("<H", head, stub.pe_offset + 6, stub.n_sections + len(sections))
+    struct.pack_into("<I", head, stub.opt_offset + pe.PEImage.OPT_SIZE_OF_IMAGE, va)
+    checksum_offset = stub.opt_offset + pe.PEImage.OPT_CHECKSUM
+    struct.pack_into("<I", head, checksum_offset, 0)
+    return Layout(bytes(head), tuple(placements), end, checksum_offset)
+
+
+def stream(lay: Layout, sources: dict[str, Iterable[bytes | memoryview]]
+           ) -> Iterator[bytes | memoryview]:
+    """The UKI's bytes in file order: `lay.head`, then each section's chunks from `sources`
+    with the zero padding between. A source that yields more or fewer bytes than its
+    section was laid out for raises UKIError (a file that changed under us)."""
+    yield lay.head
+    at = len(lay.head)
+    for p in lay.placements:
+        if p.raw_pointer > at:
+            yield bytes(p.raw_pointer - at)
+        got = 0
+        for chunk in sources[p.name]:
+            got += len(chunk)
+            if got > p.size:
+                break
+            yield chunk
+        if got != p.size:
+            raise UKIError(f"{p.name}: source gave {got} bytes, laid out for {p.size}")
+        if p.raw_size > p.size:
+            yield bytes(p.raw_size - p.size)
+        at = p.raw_pointer + p.raw_size
+
+
+def assemble(parts: UKIParts, arch: Arch) -> bytes:
+    """Return the UKI bytes; raise UKIError on anything that would not boot."""
+    if len(parts.cmdline.encode()) >= MAX_CMDLINE:
+        raise UKIError(
+            f"command line is {len(parts.cmdline.encode())} bytes; the limit is {MAX_CMDLINE - 1}"
+        )
+    check_kernel(parts.linux, arch)
+    stub = _check_stub(parts.stub, arch)
+    payload: dict[str, bytes | None] = {
+        ".osrel": parts.osrel.encode(),
+        ".cmdline": parts.cmdline.encode(),
+        ".uname": parts.uname.encode() if parts.uname else None,
+        ".initrd": parts.initrd,
+        ".linux": parts.linux,
+    }
+    sections = [(name, data) for name in SECTION_ORDER if (data := payload[name]) is not None]
+    lay = layout(parts.stub, [(name, len(data)) for name, data in sections], arch)
+    out = bytearray()
+    for chunk in stream(lay, {name: [data] for name, data in sections}):
+        out += chunk
+    struct.pack_into("<I", out, lay.checksum_offset, _pe_checksum(out, stub))
     result = bytes(out)
     problems = pe.check_uki(result, arch.pe_machine)
     if problems:

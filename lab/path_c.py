@@ -27,7 +27,7 @@ from typing import Any
 from cloudboot.efi import varstore
 from cloudboot.efi.guid import EFI_GLOBAL_VARIABLE
 from cloudboot.efi.loadopt import staged_paths
-from cloudboot.init.bootentry import build_option
+from cloudboot.init.bootentry import build_option, uki_path
 from cloudboot.init.gptread import GptPartition, read_gpt
 from cloudboot.media import cachedisk
 from cloudboot.media.fatread import FatReader
@@ -43,6 +43,7 @@ from lab.runner import (
     BootOutcome,
     build_bootstrap_iso,
     check_userspace,
+    lane_profile,
     verdict,
 )
 from lab.vz import target_image
@@ -167,7 +168,9 @@ class PathCMachine:
         filesystem ("ext4-oci-plan")."""
         workdir.mkdir(parents=True, exist_ok=True)
         image = image or target_image(cell)  # the vz variant for vz cells (lab/vz.py)
-        profile = get_profile(cell.profile_name)
+        # riscv64/loongarch64 run on the private QEMU 10 (lab/runner.lane_profile).
+        profile = get_profile(cell.profile_name) if cell.profile_name != cell.arch \
+            else lane_profile(cell.arch)
         fw = with_editable_vars(select_firmware(profile))
         vars_path = fw.fresh_vars(workdir)
         if plant_foreign:
@@ -296,9 +299,15 @@ def path_c_problems(run: PathCRun) -> list[str]:
         bad.append(f"duplicates in BootOrder {boot_order}")
     target = entry["description"].removeprefix("cloud-boot ")
     kernel, initrd = staged_paths(target)
-    if run.esp is None or entry["device_path"] != build_option(target, run.esp, "").path_text():
+    staged = run.event("staged") or {}
+    form = staged.get("form", "split")  # "uki": one UKI, no load options (ukistage.py)
+    if run.esp is None or entry["device_path"] != build_option(target, run.esp, "",
+                                                               form=form).path_text():
         bad.append(f"device path {entry['device_path']} is not the cache ESP's {run.esp}")
-    if not entry["optional_data"].startswith(f"initrd={initrd} ") or \
+    if form == "uki":
+        if entry["optional_data"]:
+            bad.append(f"options {entry['optional_data']!r} (a staged UKI needs none)")
+    elif not entry["optional_data"].startswith(f"initrd={initrd} ") or \
             "root=" not in entry["optional_data"]:
         bad.append(f"options {entry['optional_data']!r}")
     if not run.foreign_before:
@@ -308,9 +317,10 @@ def path_c_problems(run: PathCRun) -> list[str]:
             bad.append(f"{name} was changed")
         if int(name[4:], 16) not in run.order_after:
             bad.append(f"{name} fell out of BootOrder")
-    staged = run.event("staged") or {}
     files = {p.lower(): size for p, size in run.esp_files.items()}
-    for path, key in ((kernel, "kernel_bytes"), (initrd, "initrd_bytes")):
+    expect = [(uki_path(target), "uki_bytes")] if form == "uki" else \
+        [(kernel, "kernel_bytes"), (initrd, "initrd_bytes")]
+    for path, key in expect:
         got = files.get(path.replace("\\", "/").lower())
         if got is None or got != staged.get(key) or got < 1 << 20:
             bad.append(f"{path}: {got} bytes on the ESP, the guest staged {staged.get(key)}")

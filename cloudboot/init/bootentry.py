@@ -1,7 +1,9 @@
 """Write the Path C boot entry through efivarfs, and remove ours on reset (DESIGN §5).
 
 The Boot#### holds HD(part, GPT, partuuid, start, size)/File(\\EFI\\Linux\\<safe>-vmlinuz.efi)
-taken from the cache disk's real partition table, and UCS-2 options `initrd=… <cmdline>`.
+taken from the cache disk's real partition table, and UCS-2 options `initrd=… <cmdline>`;
+for a staged UKI (form "uki") File(\\EFI\\Linux\\<safe>-uki.efi) and no options at all, the
+UKI's .cmdline being the command line (why: cloudboot/init/ukistage.py).
 The number reuses an entry cloudboot wrote, else the lowest free one: an entry someone else
 wrote is never overwritten (bootvars.choose_boot_number, checked again here before writing).
 BootOrder gets ours first, every other entry kept; `cloudboot.bootnext=1` writes BootNext
@@ -12,6 +14,7 @@ Standard library only (PID 1).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,13 +80,29 @@ def _read_order(name: str, root: str | Path) -> tuple[int, list[int] | None]:
         raise BootEntryError(0, f"{name}: {e}") from e
 
 
+UKI_SUFFIX = "-uki.efi"  # a staged UKI: \\EFI\\Linux\\<safe>-uki.efi (staging uses this)
+
+
+def uki_path(target: str) -> str:
+    """The EFI path of `target`'s staged UKI on the cache ESP."""
+    return f"\\EFI\\Linux\\{loadopt.safe_name(target)}{UKI_SUFFIX}"
+
+
 def build_option(target: str, part: GptPartition, cmdline: str,
-                 has_initrd: bool = True) -> loadopt.LoadOption:
-    """Our load option for the staged files of `target` on partition `part`."""
+                 has_initrd: bool = True, form: str = "split") -> loadopt.LoadOption:
+    """Our load option for the staged files of `target` on partition `part`: the kernel
+    with `initrd=… <cmdline>` (form "split"), or the UKI with no options (form "uki")."""
     kernel, initrd = loadopt.staged_paths(target)
-    return loadopt.cloudboot_option(target, part.number, part.first_lba,
-                                    part.last_lba - part.first_lba + 1, part.part_guid,
-                                    kernel, initrd if has_initrd else None, cmdline)
+    size = part.last_lba - part.first_lba + 1
+    if form == "uki":
+        option = loadopt.cloudboot_option(target, part.number, part.first_lba, size,
+                                          part.part_guid, uki_path(target), None, "")
+        return dataclasses.replace(option, optional_data=b"")
+    if form != "split":
+        raise ValueError(f"unknown staging form {form!r} (expected split or uki)")
+    return loadopt.cloudboot_option(target, part.number, part.first_lba, size,
+                                    part.part_guid, kernel, initrd if has_initrd else None,
+                                    cmdline)
 
 
 def write(option: loadopt.LoadOption, *, boot_next: bool = False,

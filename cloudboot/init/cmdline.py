@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 EXITS = ("kexec", "reboot")
+# Path C staging forms (cloudboot/init/ukistage.py): auto = uki where the kernel's EFI stub
+# ignores initrd= in load options (armv7, riscv64, loongarch64), split elsewhere.
+STAGE_FORMS = ("auto", "uki", "split")
 # Consoles cloudboot writes to when the command line names none (DESIGN §5 "Guest events").
 DEFAULT_CONSOLES = ("ttyS0", "ttyAMA0", "hvc0", "tty0")
 _TRUE = {"1", "y", "yes", "true", "on"}
@@ -53,6 +56,7 @@ class BootConfig:
     debug: bool = False
     bootnext: bool = False
     reset: bool = False
+    stage: str = "auto"  # Path C staging form: auto | uki | split
     consoles: list[str] = field(default_factory=list)  # every console= value, in order
     keys: dict[str, str] = field(default_factory=dict)  # recognised keys as given (last wins)
     warnings: list[str] = field(default_factory=list)
@@ -141,6 +145,12 @@ def _exit(key: str, value: str) -> str:
     return value
 
 
+def _stage(key: str, value: str) -> str:
+    if value not in STAGE_FORMS:
+        raise ValueError(f"{key}={value!r}: expected one of {', '.join(STAGE_FORMS)}")
+    return value
+
+
 def _text(key: str, value: str) -> str:
     return value
 
@@ -183,6 +193,7 @@ _KEYS = {
     "cloudboot.debug": ("debug", _bool),
     "cloudboot.bootnext": ("bootnext", _bool),
     "cloudboot.reset": ("reset", _bool),
+    "cloudboot.stage": ("stage", _stage),
     "ip": ("ip", _text),
     "rd.cloudboot.user": ("user", _text),
     "rd.cloudboot.pass": ("password", _text),

@@ -1,6 +1,10 @@
 """Path C's sink: stage the target on the cache ESP, write Boot#### (+ BootOrder or BootNext)
 through efivarfs, restart; and the guest side of `cloudboot.reset=1`. Loaded by main.py only
-on the boots that take this path."""
+on the boots that take this path.
+
+`cloudboot.stage=` picks the staged form: "split" (kernel + initrd, `initrd=` in the load
+options) or "uki" (one UKI assembled here, cloudboot/init/ukistage.py); "auto" takes the UKI
+where the kernel's EFI stub ignores `initrd=` (armv7, riscv64, loongarch64)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cloudboot.arch import host_arch
-from cloudboot.init import bootentry, cacheesp, mount, pid1, staging
+from cloudboot.init import bootentry, cacheesp, mount, pid1, staging, ukistage
 from cloudboot.init.errors import Fatal
 
 if TYPE_CHECKING:
@@ -41,24 +45,48 @@ def sink_reboot(boot: Boot, h: Handoff) -> None:
         raise Fatal("handoff", str(e)) from e
     if esp.warning:
         ev.log(f"warning: {esp.warning}")
+    arch = host_arch()
     try:
-        kernel = staging.kernel_for_firmware(h.kernel.read_bytes(), host_arch().pe_machine)
+        form = ukistage.choose_form(cfg.stage, arch)
+    except ValueError as e:
+        raise Fatal("handoff", str(e)) from e
+    assembly = None
+    try:
+        kernel = staging.kernel_for_firmware(h.kernel.read_bytes(), arch.pe_machine)
+        if form == "uki":  # laid out before anything is written: a bad stub fails early
+            assembly = ukistage.prepare(
+                ukistage.read_stub(arch), kernel, h.initrd, h.cmdline, arch=arch,
+                osrel=ukistage.osrel_for(target, h.version, h.mountpoint), version=h.version)
         bootentry.prepare()
         entries = bootentry.read_entries()
         refs = staging.referenced_names(bootentry.referenced_paths(entries))
         staging.mount_rw(esp.devpath, ESP_MNT)
         try:
-            staged = staging.stage(ESP_MNT, target, kernel, h.initrd, referenced=refs)
+            if assembly is not None:
+                staged = staging.stage_uki(ESP_MNT, target, assembly.size, assembly.chunks(),
+                                           referenced=refs)
+            else:
+                staged = staging.stage(ESP_MNT, target, kernel, h.initrd, referenced=refs)
         finally:
             staging.unmount(ESP_MNT)
     except (OSError, ValueError) as e:
         raise Fatal("handoff", f"staging {target} on {esp.devpath}: {e}") from e
-    ev.emit("staged", target=target, esp=esp.devpath, kernel=staged.kernel.efi_path,
-            kernel_bytes=staged.kernel.size, kernel_sha256=staged.kernel.sha256,
-            initrd=staged.initrd.efi_path if staged.initrd else None,
-            initrd_bytes=staged.initrd.size if staged.initrd else None,
-            dropped=staged.dropped, seconds=staged.seconds)
-    option = bootentry.build_option(target, esp.partition, h.cmdline, h.initrd is not None)
+    if assembly is not None:
+        sizes = assembly.section_sizes()
+        ev.emit("staged", target=target, esp=esp.devpath, form=form,
+                uki=staged.kernel.efi_path, uki_bytes=staged.kernel.size,
+                uki_sha256=staged.kernel.sha256, linux_bytes=sizes.get(".linux"),
+                initrd_bytes=sizes.get(".initrd"), cmdline_bytes=sizes.get(".cmdline"),
+                dropped=staged.dropped, seconds=staged.seconds)
+    else:
+        ev.emit("staged", target=target, esp=esp.devpath, form=form,
+                kernel=staged.kernel.efi_path, kernel_bytes=staged.kernel.size,
+                kernel_sha256=staged.kernel.sha256,
+                initrd=staged.initrd.efi_path if staged.initrd else None,
+                initrd_bytes=staged.initrd.size if staged.initrd else None,
+                dropped=staged.dropped, seconds=staged.seconds)
+    option = bootentry.build_option(target, esp.partition, h.cmdline, h.initrd is not None,
+                                    form)
     try:
         written = bootentry.write(option, boot_next=cfg.bootnext, entries=entries)
     except (OSError, ValueError) as e:

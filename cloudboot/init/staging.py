@@ -1,9 +1,13 @@
 """Stage a target's kernel and initrd on the cache ESP (Path C, DESIGN §5).
 
-Files: `\\EFI\\Linux\\<safe>-vmlinuz.efi` and `\\EFI\\Linux\\<safe>-initrd`. Each is written
-under a temporary name, fsync'ed, its page cache dropped and read back to check size and
-SHA-256, and only then renamed into place, so the firmware never starts a half-written file.
-At most KEEP targets stay staged; the oldest that no Boot#### points at goes first.
+Two forms. "split": `\\EFI\\Linux\\<safe>-vmlinuz.efi` and `\\EFI\\Linux\\<safe>-initrd`, the
+Boot#### passing `initrd=` in its load options. "uki": one `\\EFI\\Linux\\<safe>-uki.efi`
+assembled in the guest from the bootstrap's systemd-stub, the target kernel, initrd and
+command line (cloudboot/init/ukistage.py), for kernel stubs that ignore `initrd=`. Each file
+is written under a temporary name, fsync'ed, its page cache dropped and read back to check
+size and SHA-256, and only then renamed into place, so the firmware never starts a
+half-written file. At most KEEP targets stay staged; the oldest that no Boot#### points at
+goes first.
 
 The ESP is mounted read-write with the kernel's vfat driver and unmounted before the reboot
 (the driver marks a mounted volume dirty). Standard library only (PID 1).
@@ -20,12 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloudboot.efi.loadopt import safe_name
-from cloudboot.init import kernelimage, pid1
+from cloudboot.init import bootentry, kernelimage, pid1
 
 KEEP = 3
 LINUX_DIR = "EFI/Linux"
 KERNEL_SUFFIX = "-vmlinuz.efi"
 INITRD_SUFFIX = "-initrd"
+UKI_SUFFIX = bootentry.UKI_SUFFIX
+# The file a Boot#### starts, per form, and every file each form stages.
+ENTRY_SUFFIX = {"split": KERNEL_SUFFIX, "uki": UKI_SUFFIX}
+FORM_SUFFIXES = {"split": (KERNEL_SUFFIX, INITRD_SUFFIX), "uki": (UKI_SUFFIX,)}
+ALL_SUFFIXES = (KERNEL_SUFFIX, INITRD_SUFFIX, UKI_SUFFIX)
 TMP_SUFFIX = ".cbtmp"
 SLACK = 1 << 20  # FAT cluster rounding and directory growth
 CHUNK = 1 << 20
@@ -46,10 +55,11 @@ class StagedFile:
 class Staged:
     target: str
     safe: str
-    kernel: StagedFile
+    kernel: StagedFile  # the file the Boot#### starts: the kernel, or the UKI (form "uki")
     initrd: StagedFile | None
     dropped: list[str] = field(default_factory=list)  # safe names of targets removed
     seconds: float = 0.0
+    form: str = "split"
 
 
 def efi_path(name: str) -> str:
@@ -79,14 +89,22 @@ def kernel_for_firmware(data: bytes, pe_machine: int | None = None) -> bytes:
     return data
 
 
+def _entry_target(name: str) -> str | None:
+    """The safe target name of a file a Boot#### starts (kernel or UKI), else None."""
+    for suffix in (KERNEL_SUFFIX, UKI_SUFFIX):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
 def staged_targets(esp: Path) -> dict[str, float]:
-    """Safe names staged on the ESP -> kernel file mtime."""
+    """Safe names staged on the ESP (either form) -> newest entry file mtime."""
     d = esp / LINUX_DIR
     out: dict[str, float] = {}
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(d):
-            if entry.is_file() and entry.name.endswith(KERNEL_SUFFIX):
-                out[entry.name[: -len(KERNEL_SUFFIX)]] = entry.stat().st_mtime
+            if entry.is_file() and (name := _entry_target(entry.name)) is not None:
+                out[name] = max(out.get(name, 0.0), entry.stat().st_mtime)
     return out
 
 
@@ -96,13 +114,13 @@ def referenced_names(paths: Iterable[str]) -> set[str]:
     for p in paths:
         norm = p.replace("\\", "/").strip("/").lower()
         head, _, name = norm.rpartition("/")
-        if head == LINUX_DIR.lower() and name.endswith(KERNEL_SUFFIX):
-            out.add(name[: -len(KERNEL_SUFFIX)])
+        if head == LINUX_DIR.lower() and (target := _entry_target(name)) is not None:
+            out.add(target)
     return out
 
 
-def _remove_target(esp: Path, safe: str) -> None:
-    for suffix in (KERNEL_SUFFIX, INITRD_SUFFIX):
+def _remove_target(esp: Path, safe: str, suffixes: Iterable[str] = ALL_SUFFIXES) -> None:
+    for suffix in suffixes:
         with contextlib.suppress(FileNotFoundError):
             (esp / LINUX_DIR / (safe + suffix)).unlink()
 
@@ -129,7 +147,7 @@ def remove_all(esp: Path) -> list[str]:
     d = esp / LINUX_DIR
     with contextlib.suppress(FileNotFoundError):
         for entry in sorted(os.scandir(d), key=lambda e: e.name):
-            if entry.is_file() and entry.name.endswith((KERNEL_SUFFIX, INITRD_SUFFIX, TMP_SUFFIX)):
+            if entry.is_file() and entry.name.endswith((*ALL_SUFFIXES, TMP_SUFFIX)):
                 os.unlink(entry.path)
                 gone.append(efi_path(entry.name))
     return gone
@@ -140,8 +158,10 @@ def free_bytes(path: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
-def _write_verified(src: Iterable[bytes], dest: Path) -> StagedFile:
-    """Write chunks to dest+TMP, fsync, re-read from disk, compare, rename over dest."""
+def _write_verified(src: Iterable[bytes | memoryview], dest: Path,
+                    expect: int | None = None) -> StagedFile:
+    """Write chunks to dest+TMP, fsync, re-read from disk, compare, rename over dest.
+    `expect`: the size the source must come to (checked before the rename)."""
     tmp = dest.with_name(dest.name + TMP_SUFFIX)
     h = hashlib.sha256()
     size = 0
@@ -159,6 +179,9 @@ def _write_verified(src: Iterable[bytes], dest: Path) -> StagedFile:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
+        if expect is not None and size != expect:
+            raise StagingError(0, f"{tmp}: the source gave {size} bytes, {expect} expected "
+                               "(did it change while it was staged?)")
         back = hashlib.sha256()
         got = 0
         with open(tmp, "rb", buffering=0) as f:
@@ -177,6 +200,10 @@ def _write_verified(src: Iterable[bytes], dest: Path) -> StagedFile:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise StagingError(e.errno or 0, f"write {dest}: {e.strerror or e}") from e
+    except ValueError as e:  # a streamed source (the UKI's initrd) changed size under us
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise StagingError(0, f"write {dest}: {e}") from e
     return StagedFile(efi_path(f"{dest.name}"), size, h.hexdigest())
 
 
@@ -201,6 +228,26 @@ def stage(esp: Path, target: str, kernel: bytes, initrd: Path | None, *,
 
     `referenced`: safe names some Boot#### points at (never pruned). Raises StagingError.
     """
+    initrd_size = initrd.stat().st_size if initrd else 0
+    files: list[tuple[str, int, Iterable[bytes | memoryview]]] = []
+    if initrd is not None:  # first: a kernel file on the ESP means its initrd is complete
+        files.append((INITRD_SUFFIX, initrd_size, _file_chunks(initrd)))
+    files.append((KERNEL_SUFFIX, len(kernel), [kernel]))
+    what = f"kernel {len(kernel)}, initrd {initrd_size}"
+    return _stage(esp, target, "split", files, what, referenced, keep)
+
+
+def stage_uki(esp: Path, target: str, size: int, chunks: Iterable[bytes | memoryview], *,
+              referenced: set[str] | None = None, keep: int = KEEP) -> Staged:
+    """Stage one UKI of `size` bytes streamed from `chunks` (ukistage.Assembly) as
+    `<safe>-uki.efi`; the split files of the same target go once the UKI is in place."""
+    return _stage(esp, target, "uki", [(UKI_SUFFIX, size, chunks)], f"UKI {size}",
+                  referenced, keep)
+
+
+def _stage(esp: Path, target: str, form: str,
+           files: list[tuple[str, int, Iterable[bytes | memoryview]]], what: str,
+           referenced: set[str] | None, keep: int) -> Staged:
     start = time.monotonic()
     safe = safe_name(target)
     d = esp / LINUX_DIR
@@ -213,8 +260,7 @@ def stage(esp: Path, target: str, kernel: bytes, initrd: Path | None, *,
             leftover.unlink()
     refs = {r.lower() for r in (referenced or set())}
     dropped = prune(esp, keep - 1, safe, refs)
-    initrd_size = initrd.stat().st_size if initrd else 0
-    need = len(kernel) + initrd_size + SLACK
+    need = sum(size for _, size, _ in files) + SLACK
     have = free_bytes(esp)
     if have < need:
         # The old copy of this very target goes too, unless a Boot#### still points at it.
@@ -224,15 +270,17 @@ def stage(esp: Path, target: str, kernel: bytes, initrd: Path | None, *,
         have = free_bytes(esp)
     if have < need:
         raise StagingError(28, f"cache ESP {esp} is full: {have} bytes free, staging "
-                           f"{target} needs {need} (kernel {len(kernel)}, initrd {initrd_size}); "
+                           f"{target} needs {need} ({what}); "
                            "make a bigger cache disk or run with cloudboot.reset=1")
-    init_file = None
-    if initrd is not None:
-        init_file = _write_verified(_file_chunks(initrd), d / (safe + INITRD_SUFFIX))
-    kern_file = _write_verified([kernel], d / (safe + KERNEL_SUFFIX))
+    written = {suffix: _write_verified(chunks, d / (safe + suffix), size)
+               for suffix, size, chunks in files}
+    # The other form's files of this target: stale now (our Boot#### for it is rewritten
+    # next; were the power cut before that, it would name a missing file and the firmware
+    # would go on to the next BootOrder entry, the bootstrap, which stages again).
+    _remove_target(esp, safe, [s for f, sx in FORM_SUFFIXES.items() if f != form for s in sx])
     _fsync_dir(d)
-    return Staged(target, safe, kern_file, init_file, dropped,
-                  round(time.monotonic() - start, 3))
+    return Staged(target, safe, written[ENTRY_SUFFIX[form]], written.get(INITRD_SUFFIX),
+                  dropped, round(time.monotonic() - start, 3), form)
 
 
 def mount_rw(device: str, target: Path) -> None:
