@@ -27,7 +27,8 @@ from lab import qemu_private
 from lab.arch_lanes import PROBE_MARKER, LaneGap, build_lane_iso, get_lane, probe_initramfs
 from lab.firmware import FirmwareError, select_firmware
 from lab.hypervisors.qemu import Disk, QemuVM, VMError, VMSpec
-from lab.profiles import Profile, get_profile
+from lab.profiles import Profile
+from lab.runner import lane_profile
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
 
@@ -44,15 +45,12 @@ TIMEOUT = 600.0
 
 
 def _lane_profile(arch: str) -> Profile:
-    profile = get_profile(arch)
     try:
-        if qemu_private.needs_private(arch):
-            qemu_private.ensure_firmware(profile.fw_arch)
-        runnable = qemu_private.runnable(profile)
-        select_firmware(runnable)
+        profile = lane_profile(arch)
+        select_firmware(profile)
     except (qemu_private.PrivateQemuError, FirmwareError) as e:
         pytest.fail(f"{arch} lane set-up failed: {e}")
-    return runnable
+    return profile
 
 
 def _boot(profile: Profile, iso: Path, workdir: Path, name: str) -> QemuVM:

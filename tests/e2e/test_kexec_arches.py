@@ -28,7 +28,8 @@ from lab import qemu_private
 from lab.arch_lanes import PROBE_MARKER, Lane, LaneGap, build_lane_iso, get_lane, probe_initramfs
 from lab.firmware import FirmwareError, select_firmware
 from lab.hypervisors.qemu import Disk, QemuVM, VMError, VMSpec
-from lab.profiles import Profile, get_profile
+from lab.profiles import Profile
+from lab.runner import lane_profile
 
 # The cold set-up builds the lane's bootstrap initramfs (foreign Python, kernel modules):
 # 15+ min for riscv64 on a loaded host, cached afterwards; the boot itself is TIMEOUT.
@@ -45,15 +46,12 @@ TIMEOUT = 900.0
 
 
 def _lane_profile(arch: str) -> Profile:
-    profile = get_profile(arch)
     try:
-        if qemu_private.needs_private(arch):
-            qemu_private.ensure_firmware(profile.fw_arch)
-        runnable = qemu_private.runnable(profile)
-        select_firmware(runnable)
+        profile = lane_profile(arch)
+        select_firmware(profile)
     except (qemu_private.PrivateQemuError, FirmwareError) as e:
         pytest.fail(f"{arch} lane set-up failed: {e}")
-    return runnable
+    return profile
 
 
 def target_disk(lane: Lane, out: Path, label: str) -> Path:
