@@ -35,8 +35,6 @@ from lab.hypervisors.qemu import Disk, UserNet, VMSpec
 from lab.images import debian
 from lab.metadata_service import GUEST_NET, MetadataService, Request
 from lab.path_c import (
-    FOREIGN_FILES,
-    FOREIGN_FILES_BY_ARCH,
     PathCRun,
     plant_foreign_entries,
     raw_boot_vars,
@@ -132,7 +130,7 @@ def run_openstack_cell(cell: Cell, workdir: Path, meta: dict[str, str], *,
     if path_c:
         cachedisk.create(cache)
         volumes.append(Disk(cache, interface="virtio-blk"))
-        plant_foreign_entries(vars_path, FOREIGN_FILES_BY_ARCH.get(cell.arch, FOREIGN_FILES))
+        plant_foreign_entries(vars_path, cell.arch)
         foreign, order = raw_boot_vars(vars_path)
     with MetadataService(md) as svc:
         spec = nova_spec(cell.id, profile, fw, vars_path, md, iso, drive, volumes,

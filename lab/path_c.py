@@ -89,11 +89,12 @@ class PathCRun:
         return self
 
 
-def plant_foreign_entries(vars_path: Path, files: tuple[str, ...] = FOREIGN_FILES) -> None:
-    """Boot entries someone else wrote (Boot0000, Boot0001…), through virt-firmware."""
+def plant_foreign_entries(vars_path: Path, arch: str = "x86_64") -> None:
+    """Boot entries someone else wrote (Boot0000, Boot0001…: a distro's shim and GRUB for
+    `arch`), through virt-firmware."""
     if shutil.which("virt-fw-vars") is None:
         raise RuntimeError("virt-fw-vars (pip package virt-firmware) is not installed")
-    for f in files:
+    for f in FOREIGN_FILES_BY_ARCH.get(arch, FOREIGN_FILES):
         subprocess.run(["virt-fw-vars", "--inplace", str(vars_path),
                         "--append-boot-filepath", f], check=True, capture_output=True, text=True)
 
@@ -174,7 +175,7 @@ class PathCMachine:
         fw = with_editable_vars(select_firmware(profile))
         vars_path = fw.fresh_vars(workdir)
         if plant_foreign:
-            plant_foreign_entries(vars_path, FOREIGN_FILES_BY_ARCH.get(cell.arch, FOREIGN_FILES))
+            plant_foreign_entries(vars_path, cell.arch)
         cache = workdir / "menu-cache.raw"
         cachedisk.create(cache, cache_mib)
         foreign, order = raw_boot_vars(vars_path)

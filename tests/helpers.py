@@ -55,3 +55,18 @@ def marker_initramfs(path: Path, marker: str = MARKER) -> Path:
         cpio.write(f, entries)
     path.write_bytes(buf.getvalue())
     return path
+
+
+def require_lane_profile(arch: str):  # noqa: ANN201 - lab.profiles.Profile, imported lazily
+    """The arch's lane profile (private QEMU for riscv64/loongarch64) with its firmware found;
+    the test fails, naming the arch, when the lane cannot be set up."""
+    from lab import qemu_private
+    from lab.firmware import FirmwareError, select_firmware
+    from lab.runner import lane_profile
+
+    try:
+        profile = lane_profile(arch)
+        select_firmware(profile)
+    except (qemu_private.PrivateQemuError, FirmwareError) as e:
+        pytest.fail(f"{arch} lane set-up failed: {e}")
+    return profile

@@ -9,31 +9,33 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import importlib
 import os
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cloudboot.arch import host_arch
-from cloudboot.init import (
-    kernelimage,
-    kexec_arm32,
-    kexec_arm64,
-    kexec_loongarch64,
-    kexec_riscv64,
-    kexec_segments,
-    pid1,
-)
+from cloudboot.init import kernelimage, pid1
+
+if TYPE_CHECKING:  # the initramfs import walk follows this: the planners are packed
+    from cloudboot.init import (  # noqa: F401
+        kexec_arm32,
+        kexec_arm64,
+        kexec_loongarch64,
+        kexec_riscv64,
+    )
 
 KEXEC_FILE_UNLOAD = 0x1
 KEXEC_FILE_ON_CRASH = 0x2
 KEXEC_FILE_NO_INITRAMFS = 0x4
 
-# Arches whose Debian kernels lack KEXEC_FILE: our own segment layout + kexec_load(2).
-KEXEC_LOAD_PLANNERS: dict[str, Callable[[Path, Path | None, str], object]] = {
-    "aarch64": kexec_arm64.load,
-    "armv7": kexec_arm32.load,
-    "riscv64": kexec_riscv64.load,
-    "loongarch64": kexec_loongarch64.load,
+# Arches whose Debian kernels lack KEXEC_FILE: our own segment layout + kexec_load(2), in a
+# module imported only once kexec_file_load said ENOSYS (PID 1 on x86_64 never loads them).
+KEXEC_LOAD_PLANNERS: dict[str, str] = {
+    "aarch64": "cloudboot.init.kexec_arm64",
+    "armv7": "cloudboot.init.kexec_arm32",
+    "riscv64": "cloudboot.init.kexec_riscv64",
+    "loongarch64": "cloudboot.init.kexec_loongarch64",
 }
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -94,12 +96,14 @@ def load(kernel: Path, initrd: Path | None, cmdline: str,
     except KexecRefused as e:
         # Debian's arm64, armhf, riscv64 and loong64 kernels lack KEXEC_FILE (ENOSYS) but
         # have KEXEC: lay the segments out ourselves and use kexec_load(2).
-        fallback = KEXEC_LOAD_PLANNERS.get(host_arch().name)
-        if e.errno != errno.ENOSYS or fallback is None:
+        planner = KEXEC_LOAD_PLANNERS.get(host_arch().name)
+        if e.errno != errno.ENOSYS or planner is None:
             raise
+        from cloudboot.init.kexec_segments import KexecLoadError
+
         try:
-            fallback(image, initrd, cmdline)
-        except kexec_segments.KexecLoadError:
+            importlib.import_module(planner).load(image, initrd, cmdline)
+        except KexecLoadError:
             raise
         except OSError as err:
             raise KexecRefused(err.errno or errno.EIO, "kexec_load") from None

@@ -23,12 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from lab import qemu_private
 from lab.arch_lanes import PROBE_MARKER, LaneGap, build_lane_iso, get_lane, probe_initramfs
-from lab.firmware import FirmwareError, select_firmware
+from lab.firmware import select_firmware
 from lab.hypervisors.qemu import Disk, QemuVM, VMError, VMSpec
 from lab.profiles import Profile
-from lab.runner import lane_profile
+from tests.helpers import require_lane_profile
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
 
@@ -42,15 +41,6 @@ FATAL_LINE = re.compile(r'CLOUDBOOT-EVENT \{.*"phase":\s*"fatal".*\n')
 LINUX_BANNER = re.compile(r"Linux version (\S+)")
 # Generous: a lone TCG boot of these lanes takes 6-60 s; four engineers share two cores.
 TIMEOUT = 600.0
-
-
-def _lane_profile(arch: str) -> Profile:
-    try:
-        profile = lane_profile(arch)
-        select_firmware(profile)
-    except (qemu_private.PrivateQemuError, FirmwareError) as e:
-        pytest.fail(f"{arch} lane set-up failed: {e}")
-    return profile
 
 
 def _boot(profile: Profile, iso: Path, workdir: Path, name: str) -> QemuVM:
@@ -72,7 +62,7 @@ def test_bootstrap_reaches_init_start(arch: str, tmp_path: Path) -> None:
         initramfs = lane.bootstrap_initramfs()
     except LaneGap as e:
         pytest.fail(f"{arch}: no bootstrap initramfs: {e}")
-    profile = _lane_profile(arch)
+    profile = require_lane_profile(arch)
     iso = build_lane_iso(lane, _cmdline(profile), tmp_path / "boot.iso", initramfs)
     with _boot(profile, iso, tmp_path, f"bootstrap-{arch}") as vm:
         try:
@@ -101,7 +91,7 @@ def test_bootstrap_reaches_init_start(arch: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("arch", ARCHES)
 def test_lane_kernel_reaches_userspace(arch: str, tmp_path: Path) -> None:
     lane = get_lane(arch)
-    profile = _lane_profile(arch)
+    profile = require_lane_profile(arch)
     initrd = probe_initramfs(lane, tmp_path / "probe.cpio")
     iso = build_lane_iso(lane, f"console={profile.console} panic=-1", tmp_path / "boot.iso",
                          initrd)

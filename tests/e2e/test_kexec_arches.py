@@ -24,12 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from lab import qemu_private
 from lab.arch_lanes import PROBE_MARKER, Lane, LaneGap, build_lane_iso, get_lane, probe_initramfs
-from lab.firmware import FirmwareError, select_firmware
+from lab.firmware import select_firmware
 from lab.hypervisors.qemu import Disk, QemuVM, VMError, VMSpec
-from lab.profiles import Profile
-from lab.runner import lane_profile
+from tests.helpers import require_lane_profile
 
 # The cold set-up builds the lane's bootstrap initramfs (foreign Python, kernel modules):
 # 15+ min for riscv64 on a loaded host, cached afterwards; the boot itself is TIMEOUT.
@@ -43,15 +41,6 @@ LINUX_BANNER = re.compile(r"Linux version (\S+)")
 # A lone TCG run takes 20-90 s (the armmp target decompresses itself twice); the host is
 # shared by several engineers booting guests.
 TIMEOUT = 900.0
-
-
-def _lane_profile(arch: str) -> Profile:
-    try:
-        profile = lane_profile(arch)
-        select_firmware(profile)
-    except (qemu_private.PrivateQemuError, FirmwareError) as e:
-        pytest.fail(f"{arch} lane set-up failed: {e}")
-    return profile
 
 
 def target_disk(lane: Lane, out: Path, label: str) -> Path:
@@ -77,7 +66,7 @@ def _kexec_run(arch: str, tmp_path: Path, cpus: int = 1) -> tuple[str, float, fl
         initramfs = lane.bootstrap_initramfs()
     except LaneGap as e:
         pytest.fail(f"{arch}: cloudboot-init cannot run on this lane yet: {e}")
-    profile = _lane_profile(arch)
+    profile = require_lane_profile(arch)
     label = f"cbk{arch[:5]}"
     disk = target_disk(lane, tmp_path / "target.ext4", label)
     cmdline = (f"console={profile.console} panic=-1 cloudboot.reboot_delay=0 "

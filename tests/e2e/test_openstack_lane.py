@@ -79,6 +79,23 @@ def _assert_metadata_fetched(run, keys: list[str]) -> None:  # noqa: ANN001
           f"phase times {run.result.phase_times}, cell {run.result.seconds} s")
 
 
+def _disk_cell_passed(run, record_cell) -> dict[str, float]:  # noqa: ANN001
+    """A `cloudboot.disk=` cell from the metadata service passed: recorded and judged, init ran
+    once, the meta was fetched, Path C's nvram and ESP read back clean. Its phase times."""
+    result = run.result
+    xfail = judge(result)
+    record_cell(result)
+    if xfail:
+        pytest.xfail(xfail)
+    assert result.status == "pass", f"{result.category}: {result.evidence}"
+    assert result.banners == 1, "cloudboot-init must run exactly once"
+    _assert_metadata_fetched(run, ["cloudboot.disk"])
+    if result.cell.path == "C":
+        assert run.path_c is not None
+        assert not (bad := path_c_problems(run.path_c)), bad
+    return result.phase_times
+
+
 @pytest.mark.smoke
 def test_openstack_path_a_plan_from_metadata(tmp_path: Path, reg: labreg.LocalRegistry,
                                              image: debian.TargetImage, record_cell) -> None:
@@ -121,19 +138,8 @@ def test_openstack_path_c_disk_from_metadata(tmp_path: Path, image: debian.Targe
     cell = Cell("openstack", "x86_64", "C", "debian-12", "ext4")
     run = run_openstack_cell(cell, tmp_path / "cell",
                              {"cloudboot.disk": f"LABEL={image.fs_label}"})
-    result = run.result
-    xfail = judge(result)
-    record_cell(result)
-    if xfail:
-        pytest.xfail(xfail)
-    assert result.status == "pass", f"{result.category}: {result.evidence}"
-    assert result.banners == 1, "cloudboot-init must run exactly once"
-    _assert_metadata_fetched(run, ["cloudboot.disk"])
-    t = result.phase_times
+    t = _disk_cell_passed(run, record_cell)
     assert t["metadata"] <= t["staged"] <= t["bootvar-written"] <= t["rebooting"] < t["userspace"]
-
-    assert run.path_c is not None
-    assert not (bad := path_c_problems(run.path_c)), bad
 
 
 @pytest.mark.timeout(3600)
@@ -150,20 +156,9 @@ def test_openstack_aarch64_disk_from_metadata(path: str, tmp_path: Path, record_
     # Path A ~3.5 min, C ~5 min alone under TCG on a loaded 2-core host
     run = run_openstack_cell(cell, tmp_path / "cell", {"cloudboot.disk": f"LABEL={arm.fs_label}"},
                              timeout=1500)
-    result = run.result
-    xfail = judge(result)
-    record_cell(result)
-    if xfail:
-        pytest.xfail(xfail)
-    assert result.status == "pass", f"{result.category}: {result.evidence}"
-    assert result.banners == 1, "cloudboot-init must run exactly once"
-    _assert_metadata_fetched(run, ["cloudboot.disk"])
-    t = result.phase_times
+    t = _disk_cell_passed(run, record_cell)
     last = "kexec-load" if path == "A" else "rebooting"
     assert t["net-up"] <= t["metadata"] <= t[last] < t["userspace"]
-    if path == "C":
-        assert run.path_c is not None
-        assert not (bad := path_c_problems(run.path_c)), bad
 
 
 def _loader_toolchain() -> None:

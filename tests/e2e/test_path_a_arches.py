@@ -26,7 +26,7 @@ from lab.arch_lanes import LaneGap
 from lab.baseline import direct_firmware_boot
 from lab.cells import Cell
 from lab.images import debian
-from lab.matrix import expectation, judge
+from lab.matrix import judge
 from lab.qemu_private import PrivateQemuError
 from lab.runner import run_path_a_disk
 
@@ -43,15 +43,9 @@ CELLS = [
 TIMEOUT = 1500.0
 
 
-def _skip_if_not_run(cell: Cell) -> None:
-    rule = expectation(cell)
-    if rule is not None and rule.kind == "not_run":
-        pytest.skip(f"not run: {rule.reason}")
-
-
 @pytest.mark.parametrize("cell", [pytest.param(c, id=c.id) for c in CELLS])
+# [[not_run]] cells (no image yet) are skipped with their reason by lab.pytest_plugin.
 def test_path_a_arch_from_local_disk(cell: Cell, tmp_path: Path, record_cell) -> None:
-    _skip_if_not_run(cell)
     try:
         result = run_path_a_disk(cell, tmp_path, timeout=TIMEOUT)
     except (LaneGap, PrivateQemuError) as e:
@@ -73,7 +67,6 @@ def test_path_a_arch_from_local_disk(cell: Cell, tmp_path: Path, record_cell) ->
 @pytest.mark.parametrize("cell", [pytest.param(c, id=c.id) for c in CELLS])
 def test_direct_firmware_boot(cell: Cell, tmp_path: Path) -> None:
     """The target's own kernel, initrd and root= as a UKI on the lane's stub, from firmware."""
-    _skip_if_not_run(cell)  # a not-run cell's reason (e.g. no image yet) holds here too
     image = debian.build(cell.release, cell.fs, cell.arch)
     try:
         seconds = direct_firmware_boot(image, tmp_path, cell.arch, timeout=TIMEOUT)
