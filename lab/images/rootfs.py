@@ -88,6 +88,20 @@ def build_rootfs(recipe: RootfsRecipe) -> Path:
     return build_once(final, lambda tmp: _debootstrap(recipe, tmp))
 
 
+def _write_initramfs_conf(conf: Path) -> None:
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(INITRAMFS_CONF)
+
+
+def _initrds_older_than(tree: Path, conf: Path) -> list[str]:
+    """The initrds in the tree's /boot built before `conf` was written (or none at all)."""
+    initrds = sorted((tree / "boot").glob("initrd.img-*"))
+    if not initrds:
+        return ["no initrd yet"]
+    written = conf.stat().st_mtime
+    return [p.name for p in initrds if p.stat().st_mtime <= written]
+
+
 def _debootstrap(recipe: RootfsRecipe, work: Path) -> None:
     arch = get_arch(recipe.arch)
     tree = work / "tree"
@@ -101,17 +115,22 @@ def _debootstrap(recipe: RootfsRecipe, work: Path) -> None:
                                              recipe.packages, debs)
     except foreign.ForeignError as e:
         raise RootfsError(f"root tree {recipe.release}/{arch.debian}: {e}") from None
+    conf = tree / "etc/initramfs-tools/conf.d/cloudboot.conf"
     for n, cmd in enumerate(steps, 1):
         _run(cmd, f"debootstrap ({n}/{len(steps)}) of {recipe.release}/{arch.debian} into "
              f"{tree}", log=work / f"debootstrap-{n}.log")
+        if n == 1 and len(steps) > 1:
+            # Before the second stage: its kernel postinst then builds the one initrd with our
+            # settings (each mkinitramfs under qemu-user costs 5-20 min).
+            _write_initramfs_conf(conf)
     progress(f"debootstrap {recipe.release}/{arch.debian} done", started)
 
-    conf = tree / "etc/initramfs-tools/conf.d/cloudboot.conf"
-    conf.parent.mkdir(parents=True, exist_ok=True)
-    conf.write_text(INITRAMFS_CONF)
-    t = time.monotonic()
-    in_chroot(tree, "update-initramfs -u -k all", f"update-initramfs in {tree}")
-    progress(f"initramfs regenerated for {recipe.release}", t)
+    if not conf.is_file():
+        _write_initramfs_conf(conf)
+    if stale := _initrds_older_than(tree, conf):
+        t = time.monotonic()
+        in_chroot(tree, "update-initramfs -u -k all", f"update-initramfs in {tree}")
+        progress(f"initramfs regenerated for {recipe.release} ({', '.join(stale)})", t)
 
     for rel in PRUNE:
         target = tree / rel

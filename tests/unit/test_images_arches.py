@@ -176,3 +176,21 @@ def test_purge_rebuilds_the_initrd_once_when_the_trigger_did(tmp_path: Path) -> 
 def test_purge_rebuilds_the_initrd_itself_when_no_trigger_fired(tmp_path: Path) -> None:
     assert _run_purge(tmp_path, trigger_rebuilds=False) == [
         "dpkg --purge btrfs-progs xfsprogs", "update-initramfs -u -k all"]
+
+
+def test_initrd_built_after_our_conf_is_not_rebuilt(tmp_path: Path) -> None:
+    # A foreign tree gets the conf between debootstrap's stages, so the kernel postinst's
+    # initrd already has MODULES=most and the explicit (5-20 min) rebuild is skipped.
+    from lab.images import rootfs
+
+    conf = tmp_path / "etc/initramfs-tools/conf.d/cloudboot.conf"
+    assert rootfs._initrds_older_than(tmp_path, conf) == ["no initrd yet"]
+    rootfs._write_initramfs_conf(conf)
+    (tmp_path / "boot").mkdir()
+    initrd = tmp_path / "boot/initrd.img-6.1.0-arm"
+    initrd.write_bytes(b"")
+    os.utime(conf, (1000, 1000))
+    os.utime(initrd, (2000, 2000))
+    assert rootfs._initrds_older_than(tmp_path, conf) == []
+    os.utime(initrd, (500, 500))
+    assert rootfs._initrds_older_than(tmp_path, conf) == ["initrd.img-6.1.0-arm"]
