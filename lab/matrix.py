@@ -111,15 +111,29 @@ def provenance() -> dict[str, Any]:
     }
 
 
-def write_results(path: Path, results: list[CellResult], prov: dict[str, Any], *,
-                  merge: bool = False) -> None:
-    """results.json: every cell of the matrix, the ones not run included, with provenance.
+def baseline_record(cell: Cell, seconds: float, kernel: str) -> dict[str, Any]:
+    """A direct firmware boot of `cell`'s target (its own kernel + initrd as a UKI, no
+    cloudboot): the denominator of the overhead table. Keyed by lane, distro and fs."""
+    return {"lane": f"{cell.hypervisor}-{cell.arch}", "distro": cell.distro, "fs": cell.fs,
+            "direct": round(seconds, 1), "kernel": kernel,
+            "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
 
-    `merge`: cells this run did not boot keep their verdict from the results already at
-    `path`, each marked with the run it came from (`from_run`: commit and date), so a partial
-    run (new cells, one lane) updates the table without throwing the rest away."""
+
+def _baseline_key(b: dict[str, Any]) -> str:
+    return f"{b['lane']}-{b['distro']}-{b['fs']}"
+
+
+def write_results(path: Path, results: list[CellResult], prov: dict[str, Any], *,
+                  merge: bool = False, baselines: list[dict[str, Any]] | None = None) -> None:
+    """results.json: every cell of the matrix, the ones not run included, with provenance,
+    and the direct firmware boots (`baselines`) the overhead table divides by.
+
+    `merge`: cells and baselines this run did not boot keep their values from the results
+    already at `path`, each marked with the run it came from (`from_run`: commit and date), so
+    a partial run (new cells, one lane) updates the table without throwing the rest away."""
     by_id = {r.cell.id: r for r in results}
     earlier: dict[str, dict[str, Any]] = {}
+    base = {_baseline_key(b): b for b in baselines or []}
     if merge and path.exists():
         old = json.loads(path.read_text())
         old_prov = old.get("provenance", {})
@@ -127,6 +141,8 @@ def write_results(path: Path, results: list[CellResult], prov: dict[str, Any], *
         for c in old.get("cells", []):
             if c.get("status") != "not-run":
                 earlier[c["cell"]] = {**c, "from_run": c.get("from_run") or origin}
+        for b in old.get("baselines", []):
+            base.setdefault(_baseline_key(b), {**b, "from_run": b.get("from_run") or origin})
     expectations = load_expectations()
     cells = []
     for cell in all_cells():
@@ -142,13 +158,24 @@ def write_results(path: Path, results: list[CellResult], prov: dict[str, Any], *
         cells.append(r.to_json())
     cells.extend(r.to_json() for r in by_id.values())  # cells outside the known universe
     cells.extend(c for cid, c in earlier.items() if cid not in {x["cell"] for x in cells})
-    doc = {"provenance": prov, "cells": cells}
+    doc = {"provenance": prov, "cells": cells,
+           "baselines": [base[k] for k in sorted(base)]}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     tmp.replace(path)
 
 
 MARKS = {"pass": "✓", "fail": "✗", "xfail": "✗ (expected)", "xpass": "✓ (unexpected)"}
+
+
+def _from_run_note(r: dict[str, Any], notes: dict[str, int]) -> str:
+    """' [n]' naming the earlier run a merged value was kept from, or ''."""
+    if not r.get("from_run"):
+        return ""
+    run = r["from_run"]
+    n = notes.setdefault(f"from an earlier run: commit {str(run.get('commit'))[:12]}"
+                         + (f", {run['date']}" if run.get("date") else ""), len(notes) + 1)
+    return f" [{n}]"
 
 
 def _cell_text(r: dict[str, Any], notes: dict[str, int]) -> str:
@@ -165,12 +192,33 @@ def _cell_text(r: dict[str, Any], notes: dict[str, int]) -> str:
     us = r.get("phase_times", {}).get("userspace")
     if us is not None:
         text += f" {us:.0f} s"
-    if r.get("from_run"):  # kept from an earlier run by a merging (partial) run
-        run = r["from_run"]
-        n = notes.setdefault(f"from an earlier run: commit {str(run.get('commit'))[:12]}"
-                             + (f", {run['date']}" if run.get("date") else ""), len(notes) + 1)
-        text += f" [{n}]"
-    return text
+    return text + _from_run_note(r, notes)  # kept from an earlier run by a merging run
+
+
+def overhead_lines(doc: dict[str, Any], notes: dict[str, int]) -> list[str]:
+    """Per lane/distro/fs with a direct firmware boot: Path A and Path C reset → userspace
+    against it, as ratios (issue 7's per-arch figure; Path C's time spans both boots)."""
+    by_id = {c["cell"]: c for c in doc["cells"]}
+    rows = []
+    for b in doc.get("baselines", []):
+        row = [b["lane"].replace("-", " · ", 1), f"{b['distro']} {b['fs']}",
+               f"{b['direct']:.0f} s" + _from_run_note(b, notes)]
+        for path in ("A", "C"):
+            hv, arch = b["lane"].split("-", 1)
+            c = by_id.get(f"{hv}-{arch}-{path}-{b['distro']}-{b['fs']}")
+            us = (c or {}).get("phase_times", {}).get("userspace")
+            if c is None or c["status"] not in ("pass", "xpass") or us is None:
+                row += ["—", "—"]
+            else:
+                row += [f"{us:.0f} s" + _from_run_note(c, notes), f"{us / b['direct']:.2f}"]
+        rows.append("| " + " | ".join(row) + " |")
+    if not rows:
+        return []
+    return ["## Overhead against a direct firmware boot", "",
+            "The target's own kernel, initrd and command line as a UKI started by the firmware "
+            "(no cloudboot), reset → the same userspace marker; Path C's time spans both boots.",
+            "", "| lane | target | direct | Path A | A / direct | Path C | C / direct |",
+            "|---|---|---|---|---|---|---|", *rows, ""]
 
 
 def render(doc: dict[str, Any]) -> str:
@@ -222,6 +270,7 @@ def render(doc: dict[str, Any]) -> str:
                     row.append(_cell_text(r, notes) if r else "—")
                 lines.append(f"| {distro} | {fs} | " + " | ".join(row) + " |")
         lines.append("")
+    lines += overhead_lines(doc, notes)
     if notes:
         lines += ["Notes:", ""]
         lines += [f"{n}. {reason}" for reason, n in sorted(notes.items(), key=lambda x: x[1])]

@@ -132,6 +132,22 @@ def record_cell(request: pytest.FixtureRequest) -> Callable[[CellResult], None]:
     return record
 
 
+@pytest.fixture
+def record_baseline(request: pytest.FixtureRequest) -> Callable[[Cell, float, str], None]:
+    """Record a direct firmware boot of `cell`'s target (seconds reset → userspace, kernel
+    version) for the matrix's overhead table."""
+    parts = _parts_dir(request.config)
+
+    def record(cell: Cell, seconds: float, kernel: str) -> None:
+        from lab.matrix import baseline_record
+
+        if parts is not None:
+            (parts / f"{cell.id}.baseline").write_text(
+                json.dumps(baseline_record(cell, seconds, kernel)))
+
+    return record
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     parts = _parts_dir(config)
@@ -139,7 +155,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     from lab.matrix import provenance, write_results
 
-    results = [CellResult.from_json(json.loads(p.read_text())) for p in sorted(parts.glob("*"))]
+    results = [CellResult.from_json(json.loads(p.read_text()))
+               for p in sorted(parts.glob("*.json"))]
+    baselines = [json.loads(p.read_text()) for p in sorted(parts.glob("*.baseline"))]
     prov = provenance()
     assets = _assets_dir(config)
     precached: dict[str, str] = config.stash.get(_PRECACHE, {})
@@ -150,5 +168,5 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         shutil.rmtree(assets, ignore_errors=True)
     prov["assets"] = dict(sorted(digests.items()))
     write_results(config.getoption("--matrix-results"), results, prov,
-                  merge=config.getoption("--matrix-merge"))
+                  merge=config.getoption("--matrix-merge"), baselines=baselines)
     shutil.rmtree(parts, ignore_errors=True)

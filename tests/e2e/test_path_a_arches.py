@@ -8,9 +8,8 @@ testing: loong64 enters the main archive there). riscv64 and loongarch64 boot on
 QEMU 10 (lab/qemu_private.py). Each cell is judged by matrix/expected.toml: an expected failure
 must fail in its stated category; a [[not_run]] cell is reported not run with its reason.
 
-`test_direct_firmware_boot` boots the same target kernel + initrd as a UKI straight from the
-firmware (lab/baseline.py), no cloudboot in between: the denominator of the issue's
-"Path A time / direct time" ratio per arch, and proof that the image itself boots.
+The direct firmware boot of each target (the ratio's denominator) is in
+tests/e2e/test_direct_baseline.py.
 
 Not smoke: each target image takes 40+ minutes of qemu-user CPU to build cold, and a TCG boot of
 two kernels on these arches takes minutes on the shared cores.
@@ -23,9 +22,7 @@ from pathlib import Path
 import pytest
 
 from lab.arch_lanes import LaneGap
-from lab.baseline import direct_firmware_boot
 from lab.cells import Cell
-from lab.images import debian
 from lab.matrix import judge
 from lab.qemu_private import PrivateQemuError
 from lab.runner import run_path_a_disk
@@ -62,17 +59,3 @@ def test_path_a_arch_from_local_disk(cell: Cell, tmp_path: Path, record_cell) ->
     assert times["disk-found"] < times["kexec-load"] < times["userspace"]
     print(f"{cell.id}: firmware reset -> userspace marker {times['userspace']:.1f} s, "
           f"kexec-load at {times['kexec-load']:.1f} s")
-
-
-@pytest.mark.parametrize("cell", [pytest.param(c, id=c.id) for c in CELLS])
-def test_direct_firmware_boot(cell: Cell, tmp_path: Path) -> None:
-    """The target's own kernel, initrd and root= as a UKI on the lane's stub, from firmware."""
-    image = debian.build(cell.release, cell.fs, cell.arch)
-    try:
-        seconds = direct_firmware_boot(image, tmp_path, cell.arch, timeout=TIMEOUT)
-    except RuntimeError as e:
-        log = tmp_path / "vm-direct" / "console.log"
-        tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no console)"
-        pytest.fail(f"{cell.id}: {e}\n{tail}")
-    print(f"{cell.id}: direct firmware boot -> userspace marker {seconds:.1f} s "
-          f"(kernel {image.kernel_version}, {image.os_id} {image.version_id})")

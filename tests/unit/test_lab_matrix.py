@@ -139,3 +139,29 @@ def test_reasons_follow_the_rules_and_never_touch_verdicts(tmp_path: Path) -> No
     assert "macOS" in fresh["vfkit-aarch64-C-debian-12-ext4"]["reason"]
     assert fresh["qemu-x86_64-A-debian-12-ext4"]["status"] == "pass"
     assert fresh["qemu-x86_64-A-debian-12-ext4"]["reason"] == "kept"
+
+
+def test_overhead_table_divides_path_a_and_c_by_the_direct_boot(tmp_path: Path) -> None:
+    a = CellResult(Cell("qemu", "riscv64", "A", "debian-13", "ext4"), "pass",
+                   phase_times={"userspace": 150.0}, accel="tcg")
+    c = CellResult(Cell("qemu", "riscv64", "C", "debian-13", "ext4"), "fail",
+                   category="target-kernel", phase_times={"userspace": 10.0}, accel="tcg")
+    base = matrix.baseline_record(a.cell, 120.0, "6.12.57-riscv64")
+    path = tmp_path / "results.json"
+    matrix.write_results(path, [a, c], {"commit": "abc", "accel": "tcg"}, baselines=[base])
+    doc = json.loads(path.read_text())
+    assert doc["baselines"][0]["lane"] == "qemu-riscv64"
+    text = matrix.render(doc)
+    # a failed cell has no ratio, whatever its phase times say
+    assert "| qemu · riscv64 | debian-13 ext4 | 120 s | 150 s | 1.25 | — | — |" in text
+    # a merging run without a direct boot keeps the earlier one, marked with its run
+    matrix.write_results(path, [a], {"commit": "def", "accel": "tcg"}, merge=True)
+    merged = json.loads(path.read_text())
+    assert merged["baselines"][0]["from_run"]["commit"] == "abc"
+    assert "120 s [" in matrix.render(merged)
+
+
+def test_no_direct_boot_means_no_overhead_section(tmp_path: Path) -> None:
+    _doc(tmp_path)
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert "Overhead against" not in matrix.render(doc)
