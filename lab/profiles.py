@@ -7,13 +7,48 @@ Virtualization.framework on QEMU aarch64 (see VZ_APPROXIMATIONS).
 
 from __future__ import annotations
 
+import functools
 import os
+import re
+import subprocess
 from dataclasses import dataclass, field
 
 from cloudboot.arch import Arch, get_arch
 
 # EDK2 on ARM/RISC-V/LoongArch waits 5 s in a hidden boot menu unless told not to (DESIGN §7).
 _NO_MENU_WAIT = ("-boot", "menu=on,splash-time=0")
+
+
+@dataclass(frozen=True)
+class TcgCpuQuirk:
+    """CPU features switched off under TCG on QEMU releases older than `fixed_in`."""
+
+    features: str  # appended to the -cpu model, e.g. "cx16=off"
+    fixed_in: tuple[int, int]  # first QEMU (major, minor) measured good
+    reason: str
+
+
+# QEMU 7.2's TCG (Debian 12's) breaks CMPXCHG16B: Debian 13's 6.12 kernel oopses within 5 s in
+# SLUB's `cmpxchg16b %gs:(%rsi)` fast path (double faults, EFLAGS garbage), with -cpu max and
+# qemu64 alike. With cx16=off the same kernel reached userspace 3 of 3 times on 7.2.22
+# (2026-11-22); with it on, 0 of 9. QEMU 10.0.2 runs it with cx16 on. 8.x/9.x not measured, so
+# the quirk stays on below 10.0. Debian 12's 6.1 kernel boots either way.
+TCG_CPU_QUIRKS: dict[str, TcgCpuQuirk] = {
+    "x86_64": TcgCpuQuirk("cx16=off", (10, 0),
+                          "QEMU 7.2 TCG corrupts CMPXCHG16B (Debian 13 kernel oopses in SLUB)"),
+}
+
+
+@functools.cache
+def installed_qemu_version(binary: str) -> tuple[int, int] | None:
+    """(major, minor) of `binary --version`, or None when it does not run."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                             timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"version (\d+)\.(\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 @dataclass(frozen=True)
@@ -48,7 +83,14 @@ class Profile:
         forced = os.environ.get("CLOUDBOOT_QEMU_CPU")
         if forced:
             return forced
-        return self.cpu_kvm if accel == "kvm" else self.cpu_tcg
+        if accel == "kvm":
+            return self.cpu_kvm
+        quirk = TCG_CPU_QUIRKS.get(self.name)
+        if quirk is not None:
+            version = installed_qemu_version(self.qemu_binary)
+            if version is not None and version < quirk.fixed_in:
+                return f"{self.cpu_tcg},{quirk.features}"
+        return self.cpu_tcg
 
 
 VZ_APPROXIMATIONS = (

@@ -19,6 +19,9 @@ from lab.hypervisors.domainxml import QEMU_NS, DomainXMLError, domain_xml
 from lab.hypervisors.qemu import Disk, UserNet, VMSpec
 from lab.profiles import get_profile
 
+# Golden outputs do not depend on this host's QEMU release.
+pytestmark = pytest.mark.usefixtures("qemu_without_cpu_quirks")
+
 GOLDEN = Path(__file__).parent / "golden"
 RUN = Path("/run/lab/cell")
 

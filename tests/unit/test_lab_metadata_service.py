@@ -13,6 +13,9 @@ from cloudboot.media import configdrive
 from cloudboot.media.configdrive import InstanceMetadata
 from lab.metadata_service import MetadataService, serving
 
+# Golden outputs do not depend on this host's QEMU release.
+pytestmark = pytest.mark.usefixtures("qemu_without_cpu_quirks")
+
 MD = InstanceMetadata(uuid="6c1fd3b4-4b0e-4bb4-9a8e-2f0a3a0b5e11", name="cb-lab",
                       meta={"cloudboot.plan": "oci://169.254.0.100:5000/plans/p:1",
                             "cloudboot_insecure": "1", "other": "x"})

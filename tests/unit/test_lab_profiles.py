@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from lab import profiles
 from lab.profiles import PROFILES, VZ_APPROXIMATIONS, UnknownProfile, get_profile
 
 
@@ -36,3 +37,25 @@ def test_vz_profile_is_a_documented_approximation() -> None:
 def test_unknown_profile_lists_known_ones() -> None:
     with pytest.raises(UnknownProfile, match="known: .*aarch64.*vz"):
         get_profile("sparc64")
+
+
+def test_tcg_cpu_quirk_follows_the_qemu_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    p = get_profile("x86_64")
+    monkeypatch.setattr(profiles, "installed_qemu_version", lambda binary: (7, 2))
+    assert p.cpu("tcg") == "max,cx16=off"
+    assert p.cpu("kvm") == "host"  # hardware CMPXCHG16B is fine
+    monkeypatch.setattr(profiles, "installed_qemu_version", lambda binary: (10, 0))
+    assert p.cpu("tcg") == "max"
+    monkeypatch.setattr(profiles, "installed_qemu_version", lambda binary: None)
+    assert p.cpu("tcg") == "max"  # no QEMU to ask: nothing to work around
+    assert get_profile("aarch64").cpu("tcg") == "cortex-a57"
+
+
+def test_installed_qemu_version_reads_the_real_binary() -> None:
+    import shutil
+
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed")
+    version = profiles.installed_qemu_version("qemu-system-x86_64")
+    assert version is not None and version >= (5, 0)
+    assert profiles.installed_qemu_version("/nonexistent/qemu") is None

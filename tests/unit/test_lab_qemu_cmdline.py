@@ -14,6 +14,9 @@ from lab.firmware import Firmware
 from lab.hypervisors.qemu import Disk, QemuVM, UserNet, VMSpec, build_command
 from lab.profiles import PROFILES, get_profile
 
+# Golden outputs do not depend on this host's QEMU release.
+pytestmark = pytest.mark.usefixtures("qemu_without_cpu_quirks")
+
 GOLDEN = Path(__file__).parent / "golden"
 RUN = Path("/run/lab/cell")
 
