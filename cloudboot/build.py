@@ -8,7 +8,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cloudboot import debpkg, uki
+from cloudboot import archsources, uki
 from cloudboot.arch import Arch
 from cloudboot.fsutil import atomic_output
 from cloudboot.media import cpio, gpt, iso
@@ -92,28 +92,36 @@ def _quote(value: str) -> str:
 
 
 def default_kernel(arch: Arch) -> Path:
-    root = debpkg.unpacked(arch.kernel_package, arch.debian)
-    kernels = sorted((root / "boot").glob("vmlinuz-*"))
-    if not kernels:
-        raise BuildError(f"no /boot/vmlinuz-* in {arch.kernel_package} ({root})")
-    return kernels[-1]
+    """The bootstrap kernel of `arch`: the host apt's, or its suite's (cloudboot/archsources.py
+    for riscv64, loongarch64)."""
+    try:
+        return archsources.for_arch(arch).kernel()
+    except archsources.ArchSourceError as e:
+        raise BuildError(str(e)) from None
 
 
 def default_stub(arch: Arch) -> Path:
-    root = debpkg.unpacked("systemd-boot-efi", arch.debian)
-    stub = root / "usr/lib/systemd/boot/efi" / arch.stub_file
-    if not stub.exists():
-        raise BuildError(f"systemd-boot-efi for {arch.debian} has no {arch.stub_file}")
-    return stub
+    """The systemd-stub of `arch`: the host apt's, or its suite's (armv7, riscv64,
+    loongarch64)."""
+    try:
+        return archsources.for_arch(arch).stub()
+    except archsources.ArchSourceError as e:
+        raise BuildError(str(e)) from None
 
 
 def default_initramfs(arch: Arch, plan_file: Path | None) -> Path:
+    """cloudboot's bootstrap initramfs for `arch`, the same cached file the lab's lane uses:
+    the suite's Python and the suite kernel's modules where archsources says so."""
+    sources = archsources.for_arch(arch)
     try:
-        from cloudboot.initramfs import builder
-    except ImportError as e:  # pragma: no cover - the builder ships with the package
-        raise BuildError(
-            f"no --initramfs given and the initramfs builder is missing: {e}") from None
-    return builder.default_initramfs(arch)
+        return sources.bootstrap_initramfs()
+    except archsources.ArchSourceError as e:
+        raise BuildError(str(e)) from None
+    except RuntimeError as e:
+        # the builder's own errors, all RuntimeErrors: a package apt cannot give, a missing
+        # kernel module, a closure over budget, a foreign .pyc compile under qemu-user, ...
+        raise BuildError(f"{arch.name}: building the bootstrap initramfs ({sources.describe()}) "
+                         f"failed: {e}; pass --initramfs PATH to use another one") from None
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -169,11 +177,14 @@ def _append_cpio(initrd: bytes, overlay: bytes) -> bytes:
 
 
 def kernel_release(kernel_path: Path, kernel: bytes) -> str | None:
-    """uname -r from a Debian-style file name (vmlinuz-<release>), if it has one."""
+    """uname -r from a Debian-style path (vmlinuz-<release>, modules/<release>/vmlinuz)."""
     name = kernel_path.name
     for prefix in ("vmlinuz-", "Image-", "vmlinux-"):
         if name.startswith(prefix):
             return name[len(prefix):]
+    # forky's split kernel packages: usr/lib/modules/<release>/vmlinuz
+    if name in ("vmlinuz", "vmlinux", "Image") and kernel_path.parent.parent.name == "modules":
+        return kernel_path.parent.name
     return None
 
 

@@ -2,8 +2,8 @@
 
 riscv64 EDK2 (separate CODE/VARS pflash banks) and loongarch64 EDK2 need QEMU >= 8.1; bookworm
 ships 7.2 and four engineers boot x86_64 guests on it, so it is never upgraded. Instead the
-backports .debs are fetched with apt through a private apt root (lab/aptsuites.py), unpacked into
-the cloudboot cache and assembled into one small tree:
+backports .debs are fetched with apt through a private apt root (cloudboot/aptsuites.py),
+unpacked into the cloudboot cache and assembled into one small tree:
 
     <cache>/qemu-private/<version>/usr/bin/qemu-system-{riscv64,loongarch64}
     <cache>/qemu-private/<version>/usr/share/qemu/      (qemu-system-data + OpenSBI)
@@ -28,8 +28,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloudboot import aptsuites
 from cloudboot.fsutil import cache_root
-from lab import aptsuites
 
 QEMU_SUITE = "bookworm-backports"
 # Debian package holding each binary; the arches whose profiles run on the private QEMU.

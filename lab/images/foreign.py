@@ -20,7 +20,7 @@ BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 # Arches whose Debian binaries the host's qemu-user-static (7.2) cannot run: Debian's loong64
 # is built for LSX (128-bit SIMD), which qemu-loongarch64 emulates from QEMU 8.1 on; 7.2 dies
 # with SIGILL on forky's busybox. For these a qemu-user from bookworm-backports (QEMU 10,
-# fetched and unpacked into the cache by lab/aptsuites.py) is registered as a handler of our
+# fetched and unpacked into the cache by cloudboot/aptsuites.py) is registered as a handler of our
 # own, PRIVATE_HANDLER_PREFIX + arch, and the system handler of the same arch is disabled
 # (the kernel tries the newest registration first; a stale 7.2 one must not win).
 PRIVATE_USER_ARCHES = ("loongarch64",)
@@ -114,7 +114,7 @@ def ensure_binfmt(arch: str | Arch) -> str:
 
 def private_user_binary(arch: Arch) -> Path:
     """bookworm-backports' qemu-<arch> (qemu-user, static), unpacked into the cache."""
-    from lab import aptsuites
+    from cloudboot import aptsuites
 
     try:
         root = aptsuites.unpacked(aptsuites.get_suite(PRIVATE_USER_SUITE), "qemu-user", "amd64")

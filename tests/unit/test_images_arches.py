@@ -131,7 +131,7 @@ def test_loong64_binary_runs_through_the_private_qemu_user() -> None:
     qemu-user-static 7.2 dies on it with SIGILL."""
     if os.geteuid() != 0:
         pytest.skip("registering a binfmt_misc handler needs root")
-    from lab import aptsuites
+    from cloudboot import aptsuites
 
     try:
         root = aptsuites.unpacked(aptsuites.get_suite("forky"), "busybox-static", "loong64")

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from cloudboot import aptsuites
 from cloudboot.arch import get_arch
 from cloudboot.initramfs import builder, closure, elf, foreignpyc, pyruntime
-from lab import aptsuites
 from lab.arch_lanes import LaneGap, get_lane
 
 FOREIGN = ("riscv64", "loongarch64")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import aptsuites, qemu_private
+from cloudboot import aptsuites
+from lab import qemu_private
 from lab.arch_lanes import LANES, LaneGap, get_lane
 from lab.firmware import select_firmware
 from lab.profiles import PROFILES, get_profile
