@@ -4,9 +4,11 @@ Output is a gzip'ed newc cpio, byte-for-byte reproducible from the same inputs.
 
 The Python runtime is a `pyruntime.Runtime`: bookworm's 3.11 by default (compiled in-process by
 the host's 3.11), or another suite's version for arches Debian has no 3.11 for (riscv64: trixie
-3.13, loong64: forky 3.14), compiled by that interpreter under qemu-user (`foreignpyc`). Trees
-from trixie on are usrmerged: everything lands under /usr and /lib, /lib64, /bin, /sbin are
-symlinks, as on the installed system.
+3.13, loong64: forky 3.14), compiled by that interpreter under qemu-user (`foreignpyc`); its
+stdlib walk and every .pyc are cached in layers (`layers`), so an edit of cloudboot's sources
+costs seconds of emulation (the edited modules), not minutes (the stdlib). Trees from trixie on
+are usrmerged: everything lands under /usr and /lib, /lib64, /bin, /sbin are symlinks, as on
+the installed system.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from cloudboot import debpkg
 from cloudboot.arch import Arch
 from cloudboot.fsutil import atomic_output, cache_dir, file_lock
 from cloudboot.initramfs import closure as closure_mod
-from cloudboot.initramfs import foreignpyc, kmods, pyruntime
+from cloudboot.initramfs import foreignpyc, kmods, layers, pyruntime
 from cloudboot.initramfs.closure import Root
 from cloudboot.initramfs.pyruntime import DEFAULT_RUNTIME, INTERPRETER, Runtime, Tree
 from cloudboot.media.cpio import Entry, with_parents, write
@@ -92,8 +94,17 @@ def _file_entry(guest: str, host: Path) -> Entry:
 
 
 def _roots(tree: Tree, source_roots: Sequence[Path]) -> list[Root]:
+    return _guest_roots(source_roots) + _runtime_roots(tree)
+
+
+def _guest_roots(source_roots: Sequence[Path]) -> list[Root]:
     roots = [Root(Path(r), GUEST_LIB) for r in source_roots]
     roots.append(Root(_REPO_ROOT, GUEST_LIB, only=frozenset({"cloudboot"})))
+    return roots
+
+
+def _runtime_roots(tree: Tree) -> list[Root]:
+    roots = []
     rt = tree.runtime
     for pkg_root in tree.packages.values():
         stdlib = pkg_root / rt.stdlib.lstrip("/")
@@ -150,23 +161,25 @@ def build(arch: Arch, out: Path, *, kernel_root: Path | Sequence[Path] | None = 
           modules: Sequence[str] = kmods.DEFAULT_MODULES,
           exclude: Iterable[str] = closure_mod.DEFAULT_EXCLUDE,
           packed: Iterable[str] = (), pyc_budget: int = PYC_BUDGET,
-          runtime: Runtime = DEFAULT_RUNTIME) -> Report:
+          runtime: Runtime = DEFAULT_RUNTIME, layer_cache: Path | None = None) -> Report:
     """Write the initramfs for `arch` to `out` and describe what went in.
 
     `entry` is "module" or "module:function" run by /init; `source_roots` are extra
     directories whose packages ship to /usr/lib/cloudboot (the cloudboot package always does).
     `kernel_root` is the unpacked kernel package, or several packages' roots to merge.
+    A foreign runtime's stdlib walk and .pyc are cached in `layer_cache` (default:
+    the cache's initramfs/<arch>/layers; see `layers`).
     """
     with tempfile.TemporaryDirectory(prefix="initramfs-") as tmp:
         return _build(arch, out, _kernel_root(arch, kernel_root, Path(tmp)), plan_file,
                       extra_files, entry, source_roots, modules, exclude, packed, pyc_budget,
-                      runtime)
+                      runtime, layer_cache)
 
 
 def _build(arch: Arch, out: Path, kroot: Path, plan_file: Path | None,
            extra_files: dict[str, bytes] | None, entry: str, source_roots: Sequence[Path],
            modules: Sequence[str], exclude: Iterable[str], packed: Iterable[str],
-           pyc_budget: int, runtime: Runtime) -> Report:
+           pyc_budget: int, runtime: Runtime, layer_cache: Path | None = None) -> Report:
     tree = Tree(arch, runtime=runtime)
     for pkg in runtime.base_packages:
         tree.add_package(pkg)
@@ -174,21 +187,28 @@ def _build(arch: Arch, out: Path, kroot: Path, plan_file: Path | None,
         return _assemble(tree, None, out, kroot, plan_file, extra_files, entry, source_roots,
                          modules, exclude, packed, pyc_budget)
     # another Python version: its own interpreter walks the closure and compiles (qemu-user)
+    # (the stdlib part is cached in layers: a cloudboot edit recompiles only cloudboot)
     with foreignpyc.TargetPython(tree) as target:
-        return _assemble(tree, target, out, kroot, plan_file, extra_files, entry, source_roots,
-                         modules, exclude, packed, pyc_budget)
+        return _assemble(tree, layers.ForeignLayers(tree, target, layer_cache), out, kroot,
+                         plan_file, extra_files, entry, source_roots, modules, exclude, packed,
+                         pyc_budget)
 
 
-def _assemble(tree: Tree, target: foreignpyc.TargetPython | None, out: Path, kroot: Path,
+def _assemble(tree: Tree, target: layers.ForeignLayers | None, out: Path, kroot: Path,
               plan_file: Path | None, extra_files: dict[str, bytes] | None, entry: str,
               source_roots: Sequence[Path], modules: Sequence[str], exclude: Iterable[str],
               packed: Iterable[str], pyc_budget: int) -> Report:
     runtime = tree.runtime
     builtins = pyruntime.target_builtins(tree)
     guest_packages = _guest_packages(source_roots) | {"cloudboot"}
-    walk = closure_mod.find_closure if target is None else target.closure
-    found = walk([entry.partition(":")[0], *pyruntime.STARTUP_MODULES],
-                 _roots(tree, source_roots), builtins, exclude, guest_packages | set(packed))
+    exclude = frozenset(exclude)
+    walk_entries = [entry.partition(":")[0], *pyruntime.STARTUP_MODULES]
+    if target is None:
+        found = closure_mod.find_closure(walk_entries, _roots(tree, source_roots), builtins,
+                                         exclude, guest_packages | set(packed))
+    else:
+        found = target.closure(walk_entries, _guest_roots(source_roots), _runtime_roots(tree),
+                               builtins, exclude, guest_packages | set(packed))
     closure_mod.check_guest_imports(found, guest_packages, packed)
 
     entries: dict[str, Entry] = {}
@@ -209,7 +229,7 @@ def _assemble(tree: Tree, target: foreignpyc.TargetPython | None, out: Path, kro
         pycs = [pyruntime.compile_pyc(j.source.read_bytes(), j.shown, magic, j.optimize)
                 for j in jobs]
     else:
-        pycs = target.compile(jobs).pycs
+        pycs = target.compile(jobs)
     compile_seconds = time.monotonic() - start
     pyc_size = 0
     for job, pyc in zip(jobs, pycs, strict=True):

@@ -50,6 +50,12 @@ VIRTUAL_MODULES = {"collections.abc": "_collections_abc", "os.path": "posixpath"
 EXTENSION_IMPORTS = {"_ctypes": ("ctypes._layout",)}
 
 
+# The importer recorded for `seeds` (Finder.run): imports of guest code walked elsewhere.
+GUEST_IMPORTER = "<guest>"
+# A module another walk found imported: (name, optional, droppable), as Finder.require takes.
+Seed = tuple[str, bool, bool]
+
+
 class ClosureError(RuntimeError):
     pass
 
@@ -265,21 +271,30 @@ class Finder:
                     self._note(self.closure.lazy_skipped, base, mod.name)
                 continue
             droppable = (optional or lazy) and not follow_lazy
-            if not self.require(base, mod.name, optional, droppable):
-                continue
-            target = self.closure.modules[base]
-            if target.kind == "package":
-                for n in names:
-                    # `from pkg import name`: a submodule if one exists, else an attribute
-                    sub = f"{base}.{n}"
-                    if sub not in self.closure.modules and self.locate(sub) is not None:
-                        self.require(sub, mod.name, optional, droppable)
+            self.follow(mod.name, base, names, optional, droppable)
 
-    def run(self, entries: Iterable[str]) -> Closure:
+    def follow(self, importer: str, base: str, names: tuple[str, ...], optional: bool,
+               droppable: bool) -> None:
+        """One import statement of `importer`: `import base` or `from base import names`."""
+        if not self.require(base, importer, optional, droppable):
+            return
+        target = self.closure.modules[base]
+        if target.kind == "package":
+            for n in names:
+                # `from pkg import name`: a submodule if one exists, else an attribute
+                sub = f"{base}.{n}"
+                if sub not in self.closure.modules and self.locate(sub) is not None:
+                    self.require(sub, importer, optional, droppable)
+
+    def run(self, entries: Iterable[str], seeds: Iterable[Seed] = ()) -> Closure:
+        """Walk from `entries` (each must exist) and `seeds`: imports that guest code walked
+        elsewhere makes (`layers`), recorded as made by GUEST_IMPORTER."""
         for e in entries:
             if not self.require(e, "<entry>"):
                 raise ClosureError(f"entry module {e!r} not found in "
                                    f"{', '.join(str(r.host) for r in self.roots)}")
+        for name, optional, droppable in seeds:
+            self.require(name, GUEST_IMPORTER, optional, droppable)
         while self._queue:
             self._scan(self._queue.pop())
         return self.closure
@@ -287,13 +302,14 @@ class Finder:
 
 def find_closure(entries: Iterable[str], roots: Iterable[Root], builtins: Iterable[str],
                  exclude: Iterable[str] = DEFAULT_EXCLUDE,
-                 follow_lazy: Iterable[str] = ("cloudboot",)) -> Closure:
-    """Modules needed to import `entries`.
+                 follow_lazy: Iterable[str] = ("cloudboot",),
+                 seeds: Iterable[Seed] = ()) -> Closure:
+    """Modules needed to import `entries` (and the guest's imports `seeds`, see Finder.run).
 
     Every import in modules of the `follow_lazy` packages counts (also inside functions);
     elsewhere (the stdlib) only imports that run at module import time do.
     """
-    return Finder(roots, builtins, exclude, follow_lazy).run(entries)
+    return Finder(roots, builtins, exclude, follow_lazy).run(entries, seeds)
 
 
 def check_guest_imports(closure: Closure, guest_packages: Iterable[str] = ("cloudboot",),

@@ -8,7 +8,8 @@ Standard library only (plus cloudboot.initramfs.closure, itself standard library
     python3.X -I -S -B closuredriver.py SPEC.json
 
 SPEC.json: {"import_root", "entries", "roots": [{"host", "guest", "extensions", "only"}],
-"builtins", "exclude", "follow_lazy"}. Prints one JSON line describing the closure.
+"builtins", "exclude", "follow_lazy", "seeds": [[name, optional, droppable], ...] (optional)}.
+Prints one JSON line describing the closure.
 """
 
 import json
@@ -30,7 +31,8 @@ def main(argv: list) -> int:
              for r in spec["roots"]]
     try:
         found = closure.find_closure(spec["entries"], roots, spec["builtins"], spec["exclude"],
-                                     spec["follow_lazy"])
+                                     spec["follow_lazy"],
+                                     [(n, bool(o), bool(d)) for n, o, d in spec.get("seeds", [])])
     except closure.ClosureError as e:
         print(json.dumps({"error": str(e)}))
         return 1

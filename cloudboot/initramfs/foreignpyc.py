@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudboot.fsutil import cache_dir
-from cloudboot.initramfs.closure import Closure, ClosureError, Module, Root
+from cloudboot.initramfs.closure import Closure, ClosureError, Module, Root, Seed
 from cloudboot.initramfs.pyruntime import Tree
 
 PYC_DRIVER = Path(__file__).with_name("pycdriver.py")
@@ -117,25 +117,37 @@ class TargetPython:
         self.timeout = timeout
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.work = Path()
-        self.sysroot = Path()
+        self._sysroot: Path | None = None
+        self.runs = 0  # driver runs (emulated interpreter starts) so far
 
     def __enter__(self) -> TargetPython:
         self._tmp = tempfile.TemporaryDirectory(prefix="pyc-", dir=cache_dir("pysysroot"))
         self.work = Path(self._tmp.name)
-        self.sysroot = make_sysroot(self.tree, self.work / "root")
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+            self._sysroot = None
+
+    @property
+    def sysroot(self) -> Path:
+        """The hard-link farm, made on first use (a build served from cache needs none)."""
+        if self._tmp is None:
+            raise ForeignPycError(f"{self.what}: TargetPython used outside its with-block")
+        if self._sysroot is None:
+            self._sysroot = make_sysroot(self.tree, self.work / "root")
+        return self._sysroot
 
     def run_driver(self, driver: Path, spec: object) -> tuple[dict[str, Any], float]:
         """Run a driver script on a JSON spec; its last stdout line is its JSON answer."""
+        sysroot = self.sysroot
         spec_file = self.work / f"{driver.stem}.json"
         spec_file.write_text(json.dumps(spec))
         start = time.monotonic()
-        proc = run_python(self.tree, self.emulator, self.sysroot, [str(driver), str(spec_file)],
+        self.runs += 1
+        proc = run_python(self.tree, self.emulator, sysroot, [str(driver), str(spec_file)],
                           self.timeout)
         seconds = time.monotonic() - start
         lines = proc.stdout.strip().splitlines()
@@ -156,7 +168,8 @@ class TargetPython:
         return result, seconds
 
     def closure(self, entries: Iterable[str], roots: Iterable[Root], builtins: Iterable[str],
-                exclude: Iterable[str], follow_lazy: Iterable[str]) -> Closure:
+                exclude: Iterable[str], follow_lazy: Iterable[str],
+                seeds: Iterable[Seed] = ()) -> Closure:
         """`closure.find_closure`, run by the target interpreter (it parses its own stdlib)."""
         spec = {
             "import_root": str(Path(__file__).resolve().parents[2]),
@@ -165,6 +178,7 @@ class TargetPython:
                        "only": None if r.only is None else sorted(r.only)} for r in roots],
             "builtins": sorted(builtins), "exclude": sorted(exclude),
             "follow_lazy": sorted(follow_lazy),
+            "seeds": [list(seed) for seed in seeds],
         }
         result, _ = self.run_driver(CLOSURE_DRIVER, spec)
         if result.get("error"):

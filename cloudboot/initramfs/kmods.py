@@ -8,6 +8,8 @@ a modules.dep beside the modules is preferred when present.
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
 import lzma
 import os
 import shutil
@@ -15,6 +17,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cloudboot.fsutil import atomic_output, cache_dir
 from cloudboot.initramfs import elf
 
 # What cloudboot-init needs to see disks, CDs, the network, consoles and EFI variables.
@@ -209,16 +212,39 @@ class KernelTree:
     def _alias_index(self) -> dict[str, tuple[str, ...]]:
         key = str(self.dir)
         if key not in _ALIAS_INDEXES:
-            index: dict[str, list[str]] = {}
-            for mod in sorted(self.paths):
-                blob = self._data.get(mod) or decompress(self.dir / self.paths[mod])
-                for k, v in modinfo(blob, str(self.dir / self.paths[mod])):
-                    if k == "alias":
-                        index.setdefault(v, []).append(mod)
-            _ALIAS_INDEXES[key] = {a: tuple(m) for a, m in index.items()}
+            _ALIAS_INDEXES[key] = self._stored_alias_index()
         return _ALIAS_INDEXES[key]
 
+    def _stored_alias_index(self) -> dict[str, tuple[str, ...]]:
+        """The alias index from the cache, or read from every module and stored there (under
+        TCG-loaded hosts decompressing ~3000 .ko.xz takes 40 s: every initramfs build paid it).
+        Keyed by the listing: each module's path, real path and size (a merged kernel root is
+        a fresh symlink farm per build; the files it points to are the unpacked packages')."""
+        listing = []
+        for rel in sorted(self.paths.values()):
+            real = os.path.realpath(self.dir / rel)
+            listing.append((rel, real, os.stat(real).st_size))
+        key = hashlib.sha256(json.dumps([ALIAS_INDEX_VERSION, self.version, listing])
+                             .encode()).hexdigest()
+        path = cache_dir("initramfs", "kmods") / f"alias-{self.version}-{key[:24]}.json"
+        try:
+            stored = json.loads(path.read_text())
+            if stored.get("key") == key:
+                return {a: tuple(m) for a, m in stored["aliases"].items()}
+        except (OSError, ValueError, AttributeError, KeyError):
+            pass
+        index: dict[str, list[str]] = {}
+        for mod in sorted(self.paths):
+            blob = self._data.get(mod) or decompress(self.dir / self.paths[mod])
+            for k, v in modinfo(blob, str(self.dir / self.paths[mod])):
+                if k == "alias":
+                    index.setdefault(v, []).append(mod)
+        with atomic_output(path) as tmp:
+            tmp.write_text(json.dumps({"key": key, "aliases": index}))
+        return {a: tuple(m) for a, m in index.items()}
 
+
+ALIAS_INDEX_VERSION = 1
 # module directory -> alias -> modules: the unpacked kernel packages never change in place
 # (each version unpacks into its own directory), so the index lives as long as the process.
 _ALIAS_INDEXES: dict[str, dict[str, tuple[str, ...]]] = {}
