@@ -19,12 +19,11 @@ BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 
 # Arches whose Debian binaries the host's qemu-user-static (7.2) cannot run: Debian's loong64
 # is built for LSX (128-bit SIMD), which qemu-loongarch64 emulates from QEMU 8.1 on; 7.2 dies
-# with SIGILL on forky's busybox. For these a qemu-user from bookworm-backports (QEMU 10,
-# fetched and unpacked into the cache by cloudboot/aptsuites.py) is registered as a handler of our
-# own, PRIVATE_HANDLER_PREFIX + arch, and the system handler of the same arch is disabled
+# with SIGILL on forky's busybox. For these bookworm-backports' qemu-user (QEMU 10, the one
+# cloudboot.archsources.qemu_user fetches) is registered as a handler of our own,
+# PRIVATE_HANDLER_PREFIX + arch, and the system handler of the same arch is disabled
 # (the kernel tries the newest registration first; a stale 7.2 one must not win).
 PRIVATE_USER_ARCHES = ("loongarch64",)
-PRIVATE_USER_SUITE = "bookworm-backports"
 PRIVATE_HANDLER_PREFIX = "cloudboot-"
 # ELF magic and mask of 64-bit little-endian EM_LOONGARCH (258) executables and shared
 # objects (e_ident class/data/version, e_type 2 or 3, e_machine), as binfmt_misc escapes.
@@ -113,18 +112,14 @@ def ensure_binfmt(arch: str | Arch) -> str:
 
 
 def private_user_binary(arch: Arch) -> Path:
-    """bookworm-backports' qemu-<arch> (qemu-user, static), unpacked into the cache."""
-    from cloudboot import aptsuites
+    """bookworm-backports' qemu-<arch> (qemu-user, static): the one the initramfs builder runs
+    a suite's Python with (cloudboot.archsources.qemu_user)."""
+    from cloudboot import archsources
 
     try:
-        root = aptsuites.unpacked(aptsuites.get_suite(PRIVATE_USER_SUITE), "qemu-user", "amd64")
-    except aptsuites.SuiteError as e:
-        raise ForeignError(f"qemu-user for {arch.debian} binaries from {PRIVATE_USER_SUITE}: "
-                           f"{e}") from None
-    binary = root / "usr/bin" / HANDLERS[arch.name]
-    if not binary.is_file():
-        raise ForeignError(f"{root}: qemu-user has no usr/bin/{HANDLERS[arch.name]}")
-    return binary
+        return archsources.qemu_user(arch.name)
+    except archsources.ArchSourceError as e:
+        raise ForeignError(f"qemu-user for {arch.debian} binaries: {e}") from None
 
 
 def register_line(name: str, magic: str, mask: str, interpreter: Path) -> str:
