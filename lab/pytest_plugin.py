@@ -133,6 +133,23 @@ def record_cell(request: pytest.FixtureRequest) -> Callable[[CellResult], None]:
 
 
 @pytest.fixture
+def settle_cell(record_cell: Callable[[CellResult], None]) -> Callable[[CellResult], None]:
+    """Judge a finished cell by matrix/expected.toml, record it, and report an expected
+    failure as xfail (a [[fail]] cell must fail in its stated category: judge asserts it). When
+    it returns, the cell was not expected to fail and the test goes on to assert its pass."""
+
+    def settle(result: CellResult) -> None:
+        from lab.matrix import judge
+
+        xfail = judge(result)
+        record_cell(result)
+        if xfail:
+            pytest.xfail(xfail)
+
+    return settle
+
+
+@pytest.fixture
 def record_baseline(request: pytest.FixtureRequest) -> Callable[[Cell, float, str], None]:
     """Record a direct firmware boot of `cell`'s target (seconds reset → userspace, kernel
     version) for the matrix's overhead table."""

@@ -20,7 +20,6 @@ from lab.libvirt_runner import (
     run_path_c_disk,
     unavailable_reason,
 )
-from lab.matrix import judge
 from lab.path_b import run_path_b
 from lab.path_c import path_c_problems
 from lab.profiles import get_profile
@@ -48,14 +47,11 @@ def _require_libvirt(cell: Cell | None = None, record_cell=None) -> None:  # noq
 @pytest.mark.parametrize("cell", [
     pytest.param(c, id=c.id, marks=[pytest.mark.smoke] if c.id in SMOKE else []) for c in CELLS
 ])
-def test_path_a_through_libvirt(cell: Cell, tmp_path, record_cell) -> None:
+def test_path_a_through_libvirt(cell: Cell, tmp_path, record_cell, settle_cell) -> None:
     _require_libvirt(cell, record_cell)
     # aarch64 under TCG: ~3.5 min on a loaded 2-core host, 3x that as the limit
     result = run_path_a_disk(cell, tmp_path, timeout=420 if cell.arch == "x86_64" else 900)
-    xfail = judge(result)
-    record_cell(result)
-    if xfail:
-        pytest.xfail(xfail)
+    settle_cell(result)
     assert result.status == "pass", f"{result.category}: {result.evidence}"
     assert result.banners == 1, "cloudboot-init must run exactly once"
     times = result.phase_times
@@ -67,7 +63,7 @@ def test_path_a_through_libvirt(cell: Cell, tmp_path, record_cell) -> None:
 
 
 @pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
-def test_path_c_through_libvirt(arch: str, tmp_path, record_cell) -> None:
+def test_path_c_through_libvirt(arch: str, tmp_path, record_cell, settle_cell) -> None:
     """Stage, Boot####, reboot inside one libvirt domain (on_reboot=restart); OVMF/AAVMF then
     starts the staged kernel from the BootOrder the guest wrote. The nvram file is read back."""
     cell = Cell("libvirt", arch, "C", "debian-12", "ext4")
@@ -75,10 +71,7 @@ def test_path_c_through_libvirt(arch: str, tmp_path, record_cell) -> None:
     # aarch64: two TCG boots, ~5 min on a loaded 2-core host
     run = run_path_c_disk(cell, tmp_path, timeout=600 if arch == "x86_64" else 1500)
     result = run.result
-    xfail = judge(result)
-    record_cell(result)
-    if xfail:
-        pytest.xfail(xfail)
+    settle_cell(result)
     assert not (bad := path_c_problems(run)), bad
     # No libvirt boot order reached QEMU: OVMF's BootOrder stayed the guest's.
     assert "bootindex" not in (tmp_path / "vm" / "qemu.log").read_text()
@@ -114,17 +107,14 @@ def test_libvirt_accepts_golden_domains(case: str) -> None:
         dom.undefineFlags(4)  # VIR_DOMAIN_UNDEFINE_NVRAM: keep the session's state clean
 
 
-def test_path_b_through_libvirt(tmp_path, record_cell) -> None:
+def test_path_b_through_libvirt(tmp_path, record_cell, settle_cell) -> None:
     """The native loader as a libvirt domain: CloudBootTarget=ext4: set in the nvram file with
     `cloudboot vars set`, the loader finds the Debian root and starts its kernel."""
     cell = Cell("libvirt", "x86_64", "B", "debian-12", "ext4")
     _require_libvirt(cell, record_cell)
     run = run_path_b(cell, tmp_path)
     result = run.result
-    xfail = judge(result)
-    record_cell(result)
-    if xfail:
-        pytest.xfail(xfail)
+    settle_cell(result)
     assert result.status == "pass", f"{result.category}: {result.evidence}"
     assert run.mark is not None and run.mark.startswith("b:boot"), run.mark
     vm = tmp_path / "vm"

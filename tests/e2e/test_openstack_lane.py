@@ -28,7 +28,6 @@ from lab import registry as labreg
 from lab.cells import Cell
 from lab.hypervisors.qemu import guestfwd
 from lab.images import debian
-from lab.matrix import judge
 from lab.openstack_runner import (
     INSTANCE_REGISTRY,
     META_PATH,
@@ -79,14 +78,11 @@ def _assert_metadata_fetched(run, keys: list[str]) -> None:  # noqa: ANN001
           f"phase times {run.result.phase_times}, cell {run.result.seconds} s")
 
 
-def _disk_cell_passed(run, record_cell) -> dict[str, float]:  # noqa: ANN001
+def _disk_cell_passed(run, settle_cell) -> dict[str, float]:  # noqa: ANN001
     """A `cloudboot.disk=` cell from the metadata service passed: recorded and judged, init ran
     once, the meta was fetched, Path C's nvram and ESP read back clean. Its phase times."""
     result = run.result
-    xfail = judge(result)
-    record_cell(result)
-    if xfail:
-        pytest.xfail(xfail)
+    settle_cell(result)
     assert result.status == "pass", f"{result.category}: {result.evidence}"
     assert result.banners == 1, "cloudboot-init must run exactly once"
     _assert_metadata_fetched(run, ["cloudboot.disk"])
@@ -98,7 +94,7 @@ def _disk_cell_passed(run, record_cell) -> dict[str, float]:  # noqa: ANN001
 
 @pytest.mark.smoke
 def test_openstack_path_a_plan_from_metadata(tmp_path: Path, reg: labreg.LocalRegistry,
-                                             image: debian.TargetImage, record_cell) -> None:
+                                             image: debian.TargetImage, settle_cell) -> None:
     ref = f"{GUEST_REGISTRY}/debian/bookworm:amd64"
     push_artifact(f"http://{reg.host}/debian/bookworm:amd64", platform=Platform("linux", "amd64"),
                   kernel=image.kernel, initrds=[image.initrd])
@@ -119,10 +115,7 @@ target "debian" {{
          "cloudboot.insecure": "1"},
         extra_guestfwd=(guestfwd(GUEST_REGISTRY, reg.host),))
     result = run.result
-    xfail = judge(result)
-    record_cell(result)
-    if xfail:
-        pytest.xfail(xfail)
+    settle_cell(result)
     assert result.status == "pass", f"{result.category}: {result.evidence}"
     assert result.banners == 1
     assert "cb.from=openstack" in (result.userspace or {})["cmdline"]
@@ -167,7 +160,7 @@ def _loader_toolchain() -> None:
 
 
 def test_openstack_path_b_loader_as_the_glance_image(tmp_path: Path, image: debian.TargetImage,
-                                                     record_cell) -> None:
+                                                     settle_cell) -> None:
     """Path B as a Nova instance: the loader walks every block device, the config drive's
     2048-byte-sector CD among them, and boots the ext4 volume's kernel."""
     _loader_toolchain()
@@ -176,10 +169,7 @@ def test_openstack_path_b_loader_as_the_glance_image(tmp_path: Path, image: debi
     result, vars_path = run_openstack_loader(
         cell, tmp_path / "cell", media.path,
         vars_set=lambda v: set_vars(v, "ext4:", f"root=UUID={image.fs_uuid} ro console=ttyS0"))
-    xfail = judge(result)
-    record_cell(result)
-    if xfail:
-        pytest.xfail(xfail)
+    settle_cell(result)
     assert result.status == "pass", f"{result.category}: {result.evidence}"
     mark = varstore.VarStore(vars_path).cloudboot_vars().get("CloudBootMark")
     assert mark is not None and mark[1].startswith(b"b:boot ext4"), mark
@@ -187,7 +177,7 @@ def test_openstack_path_b_loader_as_the_glance_image(tmp_path: Path, image: debi
 
 def test_openstack_path_d_pulls_through_the_instance_network(
         tmp_path: Path, reg: labreg.LocalRegistry, image: debian.TargetImage,
-        record_cell) -> None:
+        settle_cell) -> None:
     """Path D as a Nova instance: DHCP on the instance network (169.254.0.0/16, restrict=on),
     the registry reached only through its forward."""
     _loader_toolchain()
@@ -198,10 +188,7 @@ def test_openstack_path_d_pulls_through_the_instance_network(
     iso = build_d_iso("x86_64", cfg, tmp_path / "d.iso")
     result, _ = run_openstack_loader(cell, tmp_path / "cell", iso, rng=True,
                                      extra_guestfwd=(guestfwd(GUEST_REGISTRY, reg.host),))
-    xfail = judge(result)
-    record_cell(result)
-    if xfail:
-        pytest.xfail(xfail)
+    settle_cell(result)
     assert result.status == "pass", f"{result.category}: {result.evidence}"
     net = result.phase_times
     assert net["net-up"] <= net["materialised"] < net["userspace"], net

@@ -6,7 +6,6 @@ import pytest
 
 from lab.cells import DISTROS, FILESYSTEMS, Cell
 from lab.images import debian
-from lab.matrix import judge
 from lab.runner import run_bootstrap, run_path_a_disk
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
@@ -18,12 +17,9 @@ CELLS = [Cell("qemu", "x86_64", "A", d, fs) for d in DISTROS for fs in FILESYSTE
 @pytest.mark.parametrize("cell", [
     pytest.param(c, id=c.id, marks=[pytest.mark.smoke] if c.id in SMOKE else []) for c in CELLS
 ])
-def test_path_a_from_local_disk(cell: Cell, tmp_path, record_cell) -> None:
+def test_path_a_from_local_disk(cell: Cell, tmp_path, settle_cell) -> None:
     result = run_path_a_disk(cell, tmp_path)
-    xfail = judge(result)
-    record_cell(result)
-    if xfail:
-        pytest.xfail(xfail)
+    settle_cell(result)
     assert result.status == "pass", f"{result.category}: {result.evidence}"
     assert result.banners == 1, "cloudboot-init must run exactly once"
     # The handoff really was a kexec, and it came after the target was found on the disk.

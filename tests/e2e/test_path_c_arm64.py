@@ -16,7 +16,6 @@ import pytest
 
 from lab.cells import DISTROS, FILESYSTEMS, Cell
 from lab.firmware import FirmwareError, select_firmware
-from lab.matrix import judge
 from lab.path_c import path_c_problems, run_path_c_disk
 from lab.profiles import get_profile
 
@@ -39,13 +38,10 @@ def require_aarch64_lane(profile: str = ARCH) -> None:
 
 @pytest.mark.timeout(TIMEOUT + 600)
 @pytest.mark.parametrize("cell", [pytest.param(c, id=c.id) for c in CELLS])
-def test_path_c_arm64_from_local_disk(cell: Cell, tmp_path: Path, record_cell) -> None:
+def test_path_c_arm64_from_local_disk(cell: Cell, tmp_path: Path, settle_cell) -> None:
     require_aarch64_lane()
     run = run_path_c_disk(cell, tmp_path, timeout=TIMEOUT)
-    xfail = judge(run.result)
-    record_cell(run.result)
-    if xfail:
-        pytest.xfail(xfail)
+    settle_cell(run.result)
     assert not (bad := path_c_problems(run)), bad
     times = run.result.phase_times
     print(f"{cell.id}: firmware reset -> rebooting {times['rebooting']:.1f} s -> userspace "

@@ -19,7 +19,6 @@ from cloudboot.efi.loadopt import staged_paths
 from cloudboot.init.bootentry import uki_path
 from lab.cells import Cell
 from lab.images import debian
-from lab.matrix import judge
 from lab.path_c import PathCMachine, PathCRun, path_c_problems
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
@@ -67,12 +66,10 @@ def uki_problems(run: PathCRun) -> list[str]:
                  marks=[pytest.mark.smoke] if f"qemu-{a}-C-debian-12-ext4-uki" in SMOKE else [])
     for a in ARCHES
 ])
-def test_path_c_staged_uki(arch: str, tmp_path: Path, record_cell) -> None:
+def test_path_c_staged_uki(arch: str, tmp_path: Path, settle_cell) -> None:
     cell = Cell("qemu", arch, "C", "debian-12", "ext4-uki")
     run = run_uki_cell(cell, tmp_path)
-    record_cell(run.result)
-    if xfail := judge(run.result):
-        pytest.xfail(xfail)
+    settle_cell(run.result)
     assert not (bad := uki_problems(run)), bad
 
 
@@ -92,7 +89,7 @@ ARCH_TIMEOUT = 1500.0
 @pytest.mark.timeout(4 * 3600)
 @pytest.mark.parametrize("cell", [pytest.param(c, id=c.id) for c in ARCH_CELLS])
 def test_path_c_uki_by_default_on_arches_that_need_it(cell: Cell, tmp_path: Path,
-                                                      record_cell) -> None:
+                                                      settle_cell) -> None:
     from lab.arch_lanes import LaneGap
     from lab.qemu_private import PrivateQemuError
 
@@ -103,7 +100,5 @@ def test_path_c_uki_by_default_on_arches_that_need_it(cell: Cell, tmp_path: Path
         run = m.boot(m.iso(m.cmdline()), timeout=ARCH_TIMEOUT)
     except (LaneGap, PrivateQemuError) as e:
         pytest.fail(f"{cell.id}: the lane cannot build or boot its bootstrap: {e}")
-    record_cell(run.result)
-    if xfail := judge(run.result):
-        pytest.xfail(xfail)
+    settle_cell(run.result)
     assert not (bad := uki_problems(run)), bad

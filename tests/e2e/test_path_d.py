@@ -86,15 +86,12 @@ def _run(cell: Cell, tmp: Path, reg: labreg.LocalRegistry, repository: str, refe
     pytest.param(c, id=c.id, marks=[pytest.mark.smoke] if c.id in SMOKE else []) for c in CELLS
 ])
 def test_path_d_boots_debian_from_the_registry(cell: Cell, tmp_path: Path,
-                                               reg: labreg.LocalRegistry, record_cell) -> None:
+                                               reg: labreg.LocalRegistry, settle_cell) -> None:
     image = debian.build(cell.release, cell.fs, cell.arch)
     pushed = push_target(reg, image, tag=f"12-{cell.fs}")
     result = _run(cell, tmp_path, reg, pushed.repository, pushed.index_tag, image,
                   target_cmdline(image))
-    xfail = judge(result)
-    record_cell(result)
-    if xfail:
-        pytest.xfail(xfail)
+    settle_cell(result)
     _assert_pass(result, image)
     digest = "sha256:" + hashlib.sha256(image.kernel.read_bytes()).hexdigest()
     assert read_mark(tmp_path / "vars.fd") == f"d:boot {digest}"
@@ -225,7 +222,7 @@ LIBVIRT = Cell("libvirt", "x86_64", "D", "debian-12", "ext4")
 
 @pytest.mark.cells(LIBVIRT)
 def test_path_d_through_libvirt(tmp_path: Path, reg: labreg.LocalRegistry,
-                                image: debian.TargetImage, record_cell) -> None:
+                                image: debian.TargetImage, record_cell, settle_cell) -> None:
     """The same loader machine as a libvirt domain (NIC and virtio-rng passed through)."""
     from lab.libvirt_runner import unavailable_reason
 
@@ -236,9 +233,6 @@ def test_path_d_through_libvirt(tmp_path: Path, reg: labreg.LocalRegistry,
     pushed = push_target(reg, image, tag="12-libvirt")
     result = _run(LIBVIRT, tmp_path, reg, pushed.repository, pushed.index_tag, image,
                   target_cmdline(image))
-    xfail = judge(result)
-    record_cell(result)
-    if xfail:
-        pytest.xfail(xfail)
+    settle_cell(result)
     _assert_pass(result, image)
     assert (tmp_path / "vm" / "domain.xml").is_file()
