@@ -35,6 +35,21 @@ _ANSI = re.compile(rb"\x1b(\[[0-9;?=]*[ -/]*[@-~]|[@-Z\\-_])")
 _TAIL_LINES = 40
 
 
+def _refused(e: BaseException) -> bool:
+    """Whether `e` (or what it wraps: qemu.qmp's ConnectError keeps it in .exc) is ECONNREFUSED."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [e]
+    while todo:
+        x = todo.pop()
+        if x is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, ConnectionRefusedError):
+            return True
+        todo += [getattr(x, "exc", None), x.__cause__, x.__context__]
+    return False
+
+
 class VMError(RuntimeError):
     """A VM failed to launch, died, or did not do what was awaited; carries argv and console."""
 
@@ -239,6 +254,23 @@ class QemuVM:
         self._watchdog: threading.Timer | None = None
 
     # -- command line -----------------------------------------------------------------------
+    def _connect_qmp(self, deadline: float) -> QEMUMonitorProtocol:
+        """Connect to QMP. QEMU binds the socket (the file appears) before it listens, so a
+        connect in between is refused: retried while QEMU runs (seen once in a full matrix
+        run on the loaded host)."""
+        while True:
+            qmp = QEMUMonitorProtocol(str(self.qmp_socket))
+            try:
+                qmp.connect()
+                return qmp
+            except Exception as e:
+                with contextlib.suppress(Exception):
+                    qmp.close()
+                if not (_refused(e) and self.proc is not None and self.proc.poll() is None
+                        and time.monotonic() < deadline):
+                    raise
+            time.sleep(0.05)
+
     def command(self) -> list[str]:
         return build_command(self.spec, self.qmp_socket)
 
@@ -270,9 +302,8 @@ class QemuVM:
                 raise self._error(f"QMP socket {self.qmp_socket} did not appear in "
                                   f"{connect_timeout:.0f} s")
             time.sleep(0.02)
-        qmp = QEMUMonitorProtocol(str(self.qmp_socket))
         try:
-            qmp.connect()
+            qmp = self._connect_qmp(deadline)
         except Exception as e:
             # QEMU makes the socket before it checks devices: a bad option shows up as EOF here.
             with contextlib.suppress(subprocess.TimeoutExpired):

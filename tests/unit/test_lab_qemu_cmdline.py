@@ -88,3 +88,26 @@ def test_spec_validation_names_the_problem() -> None:
         build_command(VMSpec(get_profile("x86_64"), _fw("x86_64")), RUN / "q")
     with pytest.raises(ValueError, match="without a kernel"):
         build_command(VMSpec(get_profile("x86_64"), append="quiet"), RUN / "q")
+
+
+def test_a_bound_but_not_listening_qmp_socket_counts_as_refused(tmp_path: Path) -> None:
+    """QEMU binds its QMP socket before it listens; a connect in that window is refused and
+    QemuVM retries it (the real qemu.qmp exception, not a stand-in)."""
+    import socket
+
+    from qemu.qmp.legacy import QEMUMonitorProtocol
+
+    from lab.hypervisors.qemu import _refused
+
+    path = tmp_path / "qmp.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))  # no listen(): the window between bind and listen
+    qmp = QEMUMonitorProtocol(str(path))
+    try:
+        with pytest.raises(Exception) as caught:
+            qmp.connect()
+    finally:
+        qmp.close()
+        server.close()
+    assert _refused(caught.value)
+    assert not _refused(EOFError("QEMU quit after a bad option"))
