@@ -62,8 +62,16 @@ def parse_marker(console: str) -> dict[str, Any] | None:
 def direct_boot_command(image: debian.TargetImage, append: str = "") -> list[str]:
     if image.arch != "x86_64":
         raise NotImplementedError(f"direct boot of {image.arch} images is not written yet")
+    from lab.accel import select_accel
+    from lab.profiles import get_profile
+
+    # The lab's accelerator and CPU model: QEMU's default qemu64 under TCG keeps CMPXCHG16B,
+    # which QEMU 7.2 breaks for Debian 13's kernel (lab.profiles.TCG_CPU_QUIRKS).
+    profile = get_profile(image.arch)
+    accel = select_accel(profile).accel
     cmdline = f"root=LABEL={image.fs_label} ro console=ttyS0 panic=-1 {append}".strip()
-    return ["qemu-system-x86_64", "-machine", "q35", "-m", "1024", "-nographic",
+    return ["qemu-system-x86_64", "-machine", "q35", "-accel", accel, "-cpu", profile.cpu(accel),
+            "-m", "1024", "-nographic",
             "-no-reboot", "-nic", "none", "-kernel", str(image.kernel),
             "-initrd", str(image.initrd), "-append", cmdline,
             "-drive", f"file={image.path},if=virtio,format=raw,snapshot=on"]
