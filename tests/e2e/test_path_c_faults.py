@@ -17,7 +17,7 @@ from cloudboot.cli import main as cloudboot_main
 from cloudboot.efi import varstore
 from cloudboot.efi.loadopt import staged_paths
 from lab.cells import Cell
-from lab.path_c import PathCMachine, PathCRun
+from lab.path_c import PathCMachine, PathCRun, cache_esp
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
 
@@ -133,7 +133,7 @@ target "debian" {{
 
 def _fill_esp(m: PathCMachine, leave: int) -> None:
     """Fill the cache ESP with a junk file so that only about `leave` bytes stay free."""
-    offset = m.esp_partition().first_lba * 512
+    offset = cache_esp(m.cache).first_lba * 512
     free = _mtools_free(m, offset)
     junk = m.workdir / "junk.bin"
     with junk.open("wb") as f:
