@@ -88,6 +88,15 @@ def build_rootfs(recipe: RootfsRecipe) -> Path:
     return build_once(final, lambda tmp: _debootstrap(recipe, tmp))
 
 
+def _debootstrap_log_tail(tree: Path, lines: int = 40) -> str:
+    log = tree / "debootstrap" / "debootstrap.log"
+    try:
+        text = log.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return f"(no {log})"
+    return f"last {len(text)} lines of {log}:\n" + "\n".join(text)
+
+
 def _write_initramfs_conf(conf: Path) -> None:
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text(INITRAMFS_CONF)
@@ -117,8 +126,13 @@ def _debootstrap(recipe: RootfsRecipe, work: Path) -> None:
         raise RootfsError(f"root tree {recipe.release}/{arch.debian}: {e}") from None
     conf = tree / "etc/initramfs-tools/conf.d/cloudboot.conf"
     for n, cmd in enumerate(steps, 1):
-        _run(cmd, f"debootstrap ({n}/{len(steps)}) of {recipe.release}/{arch.debian} into "
-             f"{tree}", log=work / f"debootstrap-{n}.log")
+        try:
+            _run(cmd, f"debootstrap ({n}/{len(steps)}) of {recipe.release}/{arch.debian} into "
+                 f"{tree}", log=work / f"debootstrap-{n}.log")
+        except RootfsError as e:
+            # debootstrap's own stdout only says "see debootstrap.log"; that log goes away with
+            # the unfinished tree, so its tail (the failing maintainer script) goes in the error.
+            raise RootfsError(f"{e}\n{_debootstrap_log_tail(tree)}") from None
         if n == 1 and len(steps) > 1:
             # Before the second stage: its kernel postinst then builds the one initrd with our
             # settings (each mkinitramfs under qemu-user costs 5-20 min).

@@ -194,3 +194,16 @@ def test_initrd_built_after_our_conf_is_not_rebuilt(tmp_path: Path) -> None:
     assert rootfs._initrds_older_than(tmp_path, conf) == []
     os.utime(initrd, (500, 500))
     assert rootfs._initrds_older_than(tmp_path, conf) == ["initrd.img-6.1.0-arm"]
+
+
+def test_a_failed_debootstrap_names_the_tail_of_its_own_log(tmp_path: Path) -> None:
+    from lab.images import rootfs
+
+    assert "no " in rootfs._debootstrap_log_tail(tmp_path)
+    log = tmp_path / "debootstrap" / "debootstrap.log"
+    log.parent.mkdir()
+    log.write_text("".join(f"line {i}\n" for i in range(100)) +
+                   "dpkg: error processing package initramfs-tools (--configure)\n")
+    tail = rootfs._debootstrap_log_tail(tmp_path)
+    assert tail.endswith("dpkg: error processing package initramfs-tools (--configure)")
+    assert "line 61" in tail and "line 60" not in tail
