@@ -28,11 +28,12 @@ class TcgCpuQuirk:
     reason: str
 
 
-# QEMU 7.2's TCG (Debian 12's) breaks CMPXCHG16B: Debian 13's 6.12 kernel oopses within 5 s in
-# SLUB's `cmpxchg16b %gs:(%rsi)` fast path (double faults, EFLAGS garbage), with -cpu max and
-# qemu64 alike. With cx16=off the same kernel reached userspace 3 of 3 times on 7.2.22
-# (2026-11-22); with it on, 0 of 9. QEMU 10.0.2 runs it with cx16 on. 8.x/9.x not measured, so
-# the quirk stays on below 10.0. Debian 12's 6.1 kernel boots either way.
+# QEMU 7.2's TCG (Debian 12's) breaks CMPXCHG16B: Debian 13's 6.12 kernel oopses within seconds
+# in SLUB's `cmpxchg16b %gs:(%rsi)` fast path (double faults, EFLAGS garbage), with -cpu max and
+# qemu64 alike. On 7.2.22 (2026-11-22) with cx16 on, 13 of 14 boots failed (matrix cells,
+# plain `qemu -kernel` boots); with cx16=off, 15 of 15 reached userspace (3 plain boots, every
+# Debian 13 cell of the qemu and libvirt lanes). QEMU 10.0.2 runs it with cx16 on. 8.x/9.x not
+# measured, so the quirk stays on below 10.0. Debian 12's 6.1 kernel boots either way.
 TCG_CPU_QUIRKS: dict[str, TcgCpuQuirk] = {
     "x86_64": TcgCpuQuirk("cx16=off", (10, 0),
                           "QEMU 7.2 TCG corrupts CMPXCHG16B (Debian 13 kernel oopses in SLUB)"),
