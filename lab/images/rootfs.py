@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -88,13 +89,23 @@ def build_rootfs(recipe: RootfsRecipe) -> Path:
     return build_once(final, lambda tmp: _debootstrap(recipe, tmp))
 
 
-def _debootstrap_log_tail(tree: Path, lines: int = 40) -> str:
+def _debootstrap_log_tail(tree: Path, lines: int = 25) -> str:
+    """The first errors in the tree's debootstrap.log (with the lines leading to them: a retry
+    loop repeats only "skipping" afterwards) and its last lines."""
     log = tree / "debootstrap" / "debootstrap.log"
     try:
-        text = log.read_text(errors="replace").splitlines()[-lines:]
+        text = log.read_text(errors="replace").splitlines()
     except OSError:
         return f"(no {log})"
-    return f"last {len(text)} lines of {log}:\n" + "\n".join(text)
+    firsts = [n for n, line in enumerate(text) if _LOG_ERROR.search(line)][:3]
+    out = []
+    for n in firsts:
+        out += [f"--- {log.name} line {n + 1}:", *text[max(n - 12, 0):n + 3]]
+    out += [f"--- last {min(lines, len(text))} lines of {log}:", *text[-lines:]]
+    return "\n".join(out)
+
+
+_LOG_ERROR = re.compile(r"(?i)\berror\b|\bfailed\b|exit status|returned error")
 
 
 def _write_initramfs_conf(conf: Path) -> None:

@@ -196,14 +196,19 @@ def test_initrd_built_after_our_conf_is_not_rebuilt(tmp_path: Path) -> None:
     assert rootfs._initrds_older_than(tmp_path, conf) == ["initrd.img-6.1.0-arm"]
 
 
-def test_a_failed_debootstrap_names_the_tail_of_its_own_log(tmp_path: Path) -> None:
+def test_a_failed_debootstrap_names_its_first_error_and_its_last_lines(tmp_path: Path) -> None:
     from lab.images import rootfs
 
     assert "no " in rootfs._debootstrap_log_tail(tmp_path)
     log = tmp_path / "debootstrap" / "debootstrap.log"
     log.parent.mkdir()
-    log.write_text("".join(f"line {i}\n" for i in range(100)) +
-                   "dpkg: error processing package initramfs-tools (--configure)\n")
+    log.write_text("".join(f"line {i}\n" for i in range(50))
+                   + "mkinitramfs: failed to determine device for /\n"
+                   + "dpkg: error processing package initramfs-tools (--configure):\n"
+                   + "".join(f"dpkg: package p{i} already installed, skipping\n"
+                             for i in range(100))
+                   + "Errors were encountered while processing:\n")
     tail = rootfs._debootstrap_log_tail(tmp_path)
-    assert tail.endswith("dpkg: error processing package initramfs-tools (--configure)")
-    assert "line 61" in tail and "line 60" not in tail
+    assert "mkinitramfs: failed to determine device" in tail  # the cause, not only the retries
+    assert "line 49" in tail and "line 30" not in tail
+    assert tail.endswith("Errors were encountered while processing:")
