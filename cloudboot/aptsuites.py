@@ -11,7 +11,6 @@ with trixie's).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -22,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloudboot.fsutil import cache_dir, file_lock
+from cloudboot.fsutil import cache_dir, file_lock, stamped_memo
 
 MIRROR = os.environ.get("CLOUDBOOT_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
@@ -133,20 +132,8 @@ def update(suite: Suite, force: bool = False) -> None:
 def _memo(suite: Suite, key: str, compute: Callable[[], object]) -> object:
     """apt-cache answers take seconds; keep them until the suite's lists are refreshed."""
     update(suite)
-    path = suite.root() / "answers.json"
     stamp = (suite.root() / "updated").read_text().strip()
-    try:
-        memo = json.loads(path.read_text())
-    except (OSError, ValueError):
-        memo = {}
-    if memo.get("stamp") != stamp:
-        memo = {"stamp": stamp}
-    if key not in memo:
-        memo[key] = compute()
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(memo, indent=1))
-        os.replace(tmp, path)
-    return memo[key]
+    return stamped_memo(suite.root() / "answers.json", stamp, key, compute)
 
 
 def candidate(suite: Suite, package: str, arch: str) -> str:

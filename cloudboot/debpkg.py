@@ -7,15 +7,13 @@ archive the host is configured for is used; foreign architectures need
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-from cloudboot.fsutil import cache_dir, file_lock
+from cloudboot.fsutil import cache_dir, file_lock, stamped_memo
 
 
 class PackageError(RuntimeError):
@@ -43,23 +41,8 @@ def _apt_stamp() -> str:
 
 def _memo(kind: str, package: str, debian_arch: str, compute):  # type: ignore[no-untyped-def]
     """apt-cache answers take seconds; remember them until the package lists change."""
-    path = cache_dir("debs") / "apt-answers.json"
-    key = f"{kind}:{package}:{debian_arch}"
-    stamp = _apt_stamp()
-    try:
-        memo = json.loads(path.read_text())
-    except (OSError, ValueError):
-        memo = {}
-    if memo.get("stamp") != stamp:
-        memo = {"stamp": stamp}
-    if key in memo:
-        return memo[key]
-    value = compute()
-    memo[key] = value
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(memo, indent=1))
-    os.replace(tmp, path)
-    return value
+    return stamped_memo(cache_dir("debs") / "apt-answers.json", _apt_stamp(),
+                        f"{kind}:{package}:{debian_arch}", compute)
 
 
 def resolve(package: str, debian_arch: str) -> str:

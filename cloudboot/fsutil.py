@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -65,3 +66,20 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def stamped_memo(path: Path, stamp: str, key: str, compute: Callable[[], object]) -> object:
+    """`compute()`'s answer for `key`, kept in the JSON file `path` until `stamp` changes (e.g.
+    when apt refreshes its package lists). Written whole and renamed: readers never see half."""
+    try:
+        memo = json.loads(path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    if memo.get("stamp") != stamp:
+        memo = {"stamp": stamp}
+    if key not in memo:
+        memo[key] = compute()
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(memo, indent=1))
+        os.replace(tmp, path)
+    return memo[key]
