@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloudboot import debpkg
 from cloudboot.fsutil import cache_dir, file_lock, stamped_memo
 
 MIRROR = os.environ.get("CLOUDBOOT_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -205,14 +206,7 @@ def download(suite: Suite, package: str, arch: str) -> Path:
 def unpacked(suite: Suite, package: str, arch: str) -> Path:
     """The package's files, unpacked once into the cache (keyed by suite and .deb name)."""
     deb = download(suite, resolve_metapackage(suite, package, arch), arch)
-    root = cache_dir("unpacked", suite.name, arch) / deb.stem
-    if (root / ".complete").exists():
-        return root
-    with file_lock(root.parent / ".lock"):
-        if not (root / ".complete").exists():
-            if root.exists():
-                shutil.rmtree(root)
-            root.mkdir(parents=True)
-            _run(["dpkg-deb", "-x", str(deb), str(root)], f"unpacking {deb.name}")
-            (root / ".complete").write_text(deb.name + "\n")
-    return root
+    try:
+        return debpkg.unpack_once(deb, cache_dir("unpacked", suite.name, arch) / deb.stem)
+    except debpkg.PackageError as e:
+        raise SuiteError(f"unpacking {deb.name}: {e}") from None

@@ -113,7 +113,12 @@ def extract(deb: Path, dest: Path) -> Path:
 def unpacked(package: str, debian_arch: str) -> Path:
     """The package's files, unpacked once into the cache (keyed by the .deb's name)."""
     deb = download(resolve(package, debian_arch), debian_arch)
-    root = cache_dir("unpacked", debian_arch) / deb.stem
+    return unpack_once(deb, cache_dir("unpacked", debian_arch) / deb.stem)
+
+
+def unpack_once(deb: Path, root: Path) -> Path:
+    """`deb`'s files in `root`, unpacked by one process once: a `.complete` marker says it is
+    whole, and a root left half-unpacked (a crash) is unpacked again."""
     if (root / ".complete").exists():
         return root
     with file_lock(root.parent / ".lock"):
