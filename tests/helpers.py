@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,21 @@ def require_lane_profile(arch: str):  # noqa: ANN201 - lab.profiles.Profile, imp
     except (qemu_private.PrivateQemuError, FirmwareError) as e:
         pytest.fail(f"{arch} lane set-up failed: {e}")
     return profile
+
+
+def dump_virt_dtb(qemu: str, machine: str, cpu: str, out: Path) -> bytes:
+    """The device tree QEMU's `virt` machine hands its guest (`dumpdtb=`), for kexec planners."""
+    subprocess.run([qemu, "-machine", f"{machine},dumpdtb={out}", "-cpu", cpu, "-m", "1024",
+                    "-nographic"], capture_output=True, check=True, timeout=60)
+    return out.read_bytes()
+
+
+def require_bootstrap_initramfs(lane):  # noqa: ANN001, ANN201 - lab.arch_lanes.Lane, lazily
+    """The lane's cloudboot-init initramfs; the test fails, naming the arch, when it cannot be
+    built."""
+    from lab.arch_lanes import LaneGap
+
+    try:
+        return lane.bootstrap_initramfs()
+    except LaneGap as e:
+        pytest.fail(f"{lane.arch}: no cloudboot-init initramfs for this lane: {e}")

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from lab.arch_lanes import PROBE_MARKER, LaneGap, build_lane_iso, get_lane, probe_initramfs
+from lab.arch_lanes import PROBE_MARKER, build_lane_iso, get_lane, probe_initramfs
 from lab.firmware import select_firmware
 from lab.hypervisors.qemu import Disk, QemuVM, VMError, VMSpec
 from lab.profiles import Profile
-from tests.helpers import require_lane_profile
+from tests.helpers import require_bootstrap_initramfs, require_lane_profile
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
 
@@ -58,10 +58,7 @@ def _cmdline(profile: Profile) -> str:
 @pytest.mark.parametrize("arch", ARCHES)
 def test_bootstrap_reaches_init_start(arch: str, tmp_path: Path) -> None:
     lane = get_lane(arch)
-    try:
-        initramfs = lane.bootstrap_initramfs()
-    except LaneGap as e:
-        pytest.fail(f"{arch}: no bootstrap initramfs: {e}")
+    initramfs = require_bootstrap_initramfs(lane)
     profile = require_lane_profile(arch)
     iso = build_lane_iso(lane, _cmdline(profile), tmp_path / "boot.iso", initramfs)
     with _boot(profile, iso, tmp_path, f"bootstrap-{arch}") as vm:

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from lab.arch_lanes import PROBE_MARKER, Lane, LaneGap, build_lane_iso, get_lane, probe_initramfs
+from lab.arch_lanes import PROBE_MARKER, Lane, build_lane_iso, get_lane, probe_initramfs
 from lab.firmware import select_firmware
 from lab.hypervisors.qemu import Disk, QemuVM, VMError, VMSpec
-from tests.helpers import require_lane_profile
+from tests.helpers import require_bootstrap_initramfs, require_lane_profile
 
 # The cold set-up builds the lane's bootstrap initramfs (foreign Python, kernel modules):
 # 15+ min for riscv64 on a loaded host, cached afterwards; the boot itself is TIMEOUT.
@@ -62,10 +62,7 @@ def _kexec_run(arch: str, tmp_path: Path, cpus: int = 1) -> tuple[str, float, fl
     """Boot the lane's bootstrap UKI at a disk holding its own kernel + the probe initramfs;
     returns (console text after the kexec, t kexec-load, t target banner, t probe marker)."""
     lane = get_lane(arch)
-    try:
-        initramfs = lane.bootstrap_initramfs()
-    except LaneGap as e:
-        pytest.fail(f"{arch}: cloudboot-init cannot run on this lane yet: {e}")
+    initramfs = require_bootstrap_initramfs(lane)
     profile = require_lane_profile(arch)
     label = f"cbk{arch[:5]}"
     disk = target_disk(lane, tmp_path / "target.ext4", label)

@@ -13,6 +13,7 @@ import pytest
 from cloudboot import debpkg
 from cloudboot.arch import get_arch
 from cloudboot.init import fdt, kexec_arm64
+from tests.helpers import dump_virt_dtb
 
 ARM64 = get_arch("arm64")
 
@@ -38,10 +39,7 @@ def virt_dtb(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     qemu = shutil.which("qemu-system-aarch64")
     if qemu is None:
         pytest.skip("qemu-system-aarch64 missing (apt-get install qemu-system-arm)")
-    out = tmp_path_factory.mktemp("dtb") / "virt.dtb"
-    subprocess.run([qemu, "-machine", f"virt,dumpdtb={out}", "-cpu", "cortex-a57", "-m", "1024",
-                    "-nographic"], capture_output=True, check=True, timeout=60)
-    return out.read_bytes()
+    return dump_virt_dtb(qemu, "virt", "cortex-a57", tmp_path_factory.mktemp("dtb") / "virt.dtb")
 
 
 def _dts(blob: bytes, tmp: Path) -> str:

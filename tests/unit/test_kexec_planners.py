@@ -22,6 +22,7 @@ from cloudboot.init import fdt, kexec, kexec_arm32, kexec_loongarch64, kexec_ris
 from cloudboot.init import kexec_segments as ks
 from cloudboot.init.kernelimage import _zboot, unwrap
 from lab.arch_lanes import LaneGap, get_lane
+from tests.helpers import dump_virt_dtb
 
 # Shaped like the armv7 lab guest (virt,highmem=off, 1 GiB at 0x40000000, AAVMF32): the
 # running armmp kernel at RAM + TEXT_OFFSET (0x208000), firmware reservations at the top.
@@ -94,10 +95,8 @@ def arm_virt_dtb(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     qemu = shutil.which("qemu-system-arm")
     if qemu is None:
         pytest.fail("qemu-system-arm missing (apt-get install qemu-system-arm)")
-    out = tmp_path_factory.mktemp("dtb") / "virt.dtb"
-    subprocess.run([qemu, "-machine", f"virt,highmem=off,dumpdtb={out}", "-cpu", "cortex-a15",
-                    "-m", "1024", "-nographic"], capture_output=True, check=True, timeout=60)
-    return out.read_bytes()
+    return dump_virt_dtb(qemu, "virt,highmem=off", "cortex-a15",
+                         tmp_path_factory.mktemp("dtb") / "virt.dtb")
 
 
 def _small_dtb() -> bytes:
