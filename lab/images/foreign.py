@@ -165,26 +165,42 @@ def _ensure_private_handler(a: Arch) -> str:
 DEBOOTSTRAP_SCRIPTS = Path("/usr/share/debootstrap/scripts")
 
 
-def debootstrap_script(release: str, scripts: Path = DEBOOTSTRAP_SCRIPTS) -> list[str]:
-    """[] when debootstrap knows `release`, else [its sid script] as the explicit SCRIPT
-    argument: bookworm's debootstrap 1.0.128 predates forky, whose layout is sid's (Debian's
-    own scripts for every release after buster are symlinks to sid)."""
-    if (scripts / release).exists():
-        return []
-    sid = scripts / "sid"
-    if not sid.exists():
+# Packages debootstrap must not pull in as dependencies. forky's kernel Depends on
+# "dracut | initramfs-tools | linux-initramfs-tool" and debootstrap's resolver takes the first
+# alternative, whose dracut Conflicts with the initramfs-tools our trees include. --exclude
+# does not help (applied before resolving); EXCLUDE_DEPENDENCY is read only from a suite script.
+EXCLUDED_DEPENDENCIES = ("dracut",)
+
+
+def debootstrap_script(release: str, into: Path,
+                       scripts: Path = DEBOOTSTRAP_SCRIPTS) -> Path:
+    """Write the suite script for `release` into `into` and return its path: debootstrap's own
+    script for the release (its sid script when bookworm's debootstrap 1.0.128 predates it, as
+    for forky: every release after buster is a symlink to sid), with EXCLUDED_DEPENDENCIES set
+    first. Self-contained, as debootstrap copies it into the tree for the second stage."""
+    own = scripts / release
+    if not own.exists():
+        own = scripts / "sid"
+    if not own.exists():
         raise ForeignError(f"debootstrap has no script for {release} and no sid script in "
                            f"{scripts}: is debootstrap installed?")
-    return [str(sid)]
+    excluded = " ".join(EXCLUDED_DEPENDENCIES)
+    script = into / f"suite-{release}"
+    script.write_text(f"# {own.resolve()} for cloudboot's lab: never pull in {excluded}\n"
+                      f'EXCLUDE_DEPENDENCY="${{EXCLUDE_DEPENDENCY:-}} {excluded}"\n'
+                      + own.read_text())
+    return script
 
 
 def debootstrap_commands(release: str, arch: Arch, tree: Path, mirror: str,
-                         packages: tuple[str, ...], cache: Path) -> list[list[str]]:
-    """The debootstrap runs that make a root tree of `arch`: one for the host's architecture,
-    a --foreign first stage plus a chrooted --second-stage for any other."""
+                         packages: tuple[str, ...], cache: Path,
+                         suite_script: Path) -> list[list[str]]:
+    """The debootstrap runs that make a root tree of `arch` with `suite_script` (see
+    debootstrap_script): one for the host's architecture, a --foreign first stage plus a
+    chrooted --second-stage for any other."""
     base = ["debootstrap", "--variant=minbase", f"--arch={arch.debian}", "--components=main",
             f"--include={','.join(packages)}", f"--cache-dir={cache}"]
-    where = [release, str(tree), mirror, *debootstrap_script(release)]
+    where = [release, str(tree), mirror, str(suite_script)]
     if not is_foreign(arch):
         return [[*base, *where]]
     return [[*base, "--foreign", *where],

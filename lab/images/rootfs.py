@@ -131,8 +131,9 @@ def _debootstrap(recipe: RootfsRecipe, work: Path) -> None:
     progress(f"debootstrap {recipe.release}/{arch.debian} + {','.join(recipe.packages)}")
     # A foreign arch takes two runs: --foreign unpacks, the second stage runs under qemu-user.
     try:
-        steps = foreign.debootstrap_commands(recipe.release, arch, tree, mirror,
-                                             recipe.packages, debs)
+        steps = foreign.debootstrap_commands(
+            recipe.release, arch, tree, mirror, recipe.packages, debs,
+            foreign.debootstrap_script(recipe.release, work))
     except foreign.ForeignError as e:
         raise RootfsError(f"root tree {recipe.release}/{arch.debian}: {e}") from None
     conf = tree / "etc/initramfs-tools/conf.d/cloudboot.conf"

@@ -18,7 +18,7 @@ ARM64 = get_arch("arm64")
 
 def test_host_arch_is_one_debootstrap_run(tmp_path: Path) -> None:
     cmds = foreign.debootstrap_commands("bookworm", host_arch(), tmp_path / "t", "http://m",
-                                        ("udev", "zstd"), tmp_path / "c")
+                                        ("udev", "zstd"), tmp_path / "c", tmp_path / "s")
     assert len(cmds) == 1
     assert cmds[0][0] == "debootstrap" and "--foreign" not in cmds[0]
     assert f"--arch={host_arch().debian}" in cmds[0] and "--include=udev,zstd" in cmds[0]
@@ -28,9 +28,9 @@ def test_host_arch_is_one_debootstrap_run(tmp_path: Path) -> None:
 def test_foreign_arch_is_first_stage_then_chrooted_second_stage(tmp_path: Path) -> None:
     tree = tmp_path / "t"
     first, second = foreign.debootstrap_commands("trixie", ARM64, tree, "http://m", ("udev",),
-                                                 tmp_path / "c")
+                                                 tmp_path / "c", tmp_path / "s")
     assert "--foreign" in first and "--arch=arm64" in first
-    assert first[-3:] == ["trixie", str(tree), "http://m"]
+    assert first[-4:] == ["trixie", str(tree), "http://m", str(tmp_path / "s")]
     # The second stage mounts /proc in the tree: it runs in a private mount namespace.
     assert second[:4] == ["unshare", "--mount", "--propagation", "private"]
     assert second[-4:] == ["chroot", str(tree), "/debootstrap/debootstrap", "--second-stage"]

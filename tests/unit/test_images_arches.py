@@ -19,24 +19,41 @@ from lab.images import debian, foreign
 LOONG = get_arch("loongarch64")
 
 
-def test_debootstrap_script_is_given_only_for_releases_it_does_not_know(tmp_path: Path) -> None:
-    (tmp_path / "sid").write_text("# sid\n")
-    (tmp_path / "trixie").symlink_to("sid")
-    assert foreign.debootstrap_script("trixie", tmp_path) == []
-    assert foreign.debootstrap_script("forky", tmp_path) == [str(tmp_path / "sid")]
-    (tmp_path / "sid").unlink()
+def test_suite_script_is_the_releases_own_or_sids_with_dracut_excluded(tmp_path: Path) -> None:
+    scripts, out = tmp_path / "scripts", tmp_path / "out"
+    scripts.mkdir(), out.mkdir()
+    (scripts / "sid").write_text("mirror_style release\n")
+    (scripts / "trixie").symlink_to("sid")
+    (scripts / "bookworm").write_text("# bookworm's own\n")
+    for release, body in (("bookworm", "# bookworm's own\n"), ("trixie", "mirror_style release\n"),
+                          ("forky", "mirror_style release\n")):
+        script = foreign.debootstrap_script(release, out, scripts)
+        assert script.parent == out and script.read_text().endswith(body)
+    (scripts / "sid").unlink()
     with pytest.raises(foreign.ForeignError, match="no script for forky and no sid script"):
-        foreign.debootstrap_script("forky", tmp_path)
+        foreign.debootstrap_script("forky", out, scripts)
+
+
+def test_suite_script_keeps_dracut_out_of_debootstraps_resolver(tmp_path: Path) -> None:
+    # Source the written script in a shell the way debootstrap does (its own stubs for the
+    # directives), with debootstrap's start-up value and debian-common's later append.
+    script = foreign.debootstrap_script("forky", tmp_path)
+    shell = ("mirror_style() { :; }; download_style() { :; }; finddebs_style() { :; }; "
+             "variants() { :; }; keyring() { :; }; error() { :; }; DEBOOTSTRAP_DIR=/nonexistent; "
+             f'EXCLUDE_DEPENDENCY=""; . "{script}"; '
+             'EXCLUDE_DEPENDENCY="$EXCLUDE_DEPENDENCY usrmerge"; echo "$EXCLUDE_DEPENDENCY"')
+    out = subprocess.run(["sh", "-c", shell], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["dracut", "usrmerge"]
 
 
 def test_forky_first_stage_names_the_script_after_the_mirror(tmp_path: Path) -> None:
-    tree = tmp_path / "t"
-    first, _ = foreign.debootstrap_commands("forky", LOONG, tree, "http://m", ("udev",),
-                                            tmp_path / "c")
+    tree, script = tmp_path / "t", tmp_path / "suite-forky"
+    first, second = foreign.debootstrap_commands("forky", LOONG, tree, "http://m", ("udev",),
+                                                 tmp_path / "c", script)
     tail = first[first.index("forky"):]
-    expected = foreign.debootstrap_script("forky")
-    assert tail == ["forky", str(tree), "http://m", *expected]
+    assert tail == ["forky", str(tree), "http://m", str(script)]
     assert "--arch=loong64" in first and "--foreign" in first
+    assert second[-1] == "--second-stage"
 
 
 def test_register_line_is_the_binfmt_misc_record() -> None:
