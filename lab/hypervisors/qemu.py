@@ -243,6 +243,7 @@ class QemuVM:
         self.qmp: QEMUMonitorProtocol | None = None
         self.t0 = 0.0
         self.timed_out = False  # the hard timeout killed QEMU
+        self._last_output = 0.0  # seconds after t0 when the console last printed
         self._lines: list[ConsoleLine] = []
         self._partial = b""
         self._partial_t: float | None = None
@@ -430,6 +431,11 @@ class QemuVM:
         what = "QEMU exited" if self._eof else f"timed out after {timeout:.0f} s"
         raise self._error(f"VM {self.spec.name}: {what} waiting for {rx.pattern!r}")
 
+    def quiet_for(self) -> float:
+        """Seconds since the console last printed anything (since start if it never did)."""
+        with self._cond:
+            return time.monotonic() - self.t0 - self._last_output
+
     def time_of(self, pattern: str | re.Pattern[str]) -> float | None:
         """Timestamp of the first console line matching `pattern`, if any."""
         rx = re.compile(pattern) if isinstance(pattern, str) else pattern
@@ -459,6 +465,7 @@ class QemuVM:
                 raw.write(chunk)
                 raw.flush()
                 with self._cond:
+                    self._last_output = now
                     self._feed(chunk, now, log)
                     self._cond.notify_all()
             with self._cond:
