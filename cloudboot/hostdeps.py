@@ -91,6 +91,9 @@ LIBVIRT = [
 LOADER = [
     Need("clang", "clang", why="compile the Path B/D UEFI loaders"),
     Need("lld", "lld-link", why="link the Path B/D UEFI loaders"),
+    # tests/unit/test_loader_rt_arm.py runs the armv7 loader's division helpers under qemu-arm.
+    Need("qemu-user-static", "/usr/bin/qemu-arm-static", required=False,
+         why="run the armv7 loader's division runtime in unit tests"),
 ]
 
 JOBS = {

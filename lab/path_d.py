@@ -32,7 +32,7 @@ from lab.profiles import get_profile
 from lab.runner import DECIDED, BootOutcome, check_userspace, verdict
 
 GUEST_HOST = "10.0.2.2"  # QEMU user net: the host's loopback as the guest sees it
-GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7": "arm"}
 # romfile= drops the NIC's iPXE option ROM: the firmware's own virtio-net driver serves the
 # loader, and nothing PXE-boots before our disk. trixie's OVMF loads its network stack only
 # with an RNG; bookworm's does not mind one.

@@ -19,8 +19,10 @@
 #define GO_ARCH "amd64"
 #elif defined(__aarch64__)
 #define GO_ARCH "arm64"
+#elif defined(__arm__)
+#define GO_ARCH "arm" /* Go's name for 32-bit ARM (the OCI platform's variant v7 is not read) */
 #else
-#error "Path D is built for x86_64 and aarch64"
+#error "Path D is built for x86_64, aarch64 and armv7"
 #endif
 
 #define MIB (1024ull * 1024)

@@ -16,10 +16,11 @@
 #define CLOUDBOOT_LINUXBOOT_H
 #include "../include/efi.h"
 
-/* 1 if buf holds a PE/COFF image (MZ header, "PE\0\0" at e_lfanew, a PE32+ optional header)
- * for this loader's own machine (x86_64 0x8664 / aarch64 0xaa64); 0 otherwise.  When
- * machine is not NULL it receives the COFF Machine field (0 when there is no PE header),
- * so a caller can say "built for another architecture".  Pure C, host-tested. */
+/* 1 if buf holds a PE/COFF image (MZ header, "PE\0\0" at e_lfanew, a PE32+ optional header,
+ * PE32 on armv7) for this loader's own machine (x86_64 0x8664 / aarch64 0xaa64 / armv7 0x01c2,
+ * ARM Thumb mixed); 0 otherwise.  When machine is not NULL it receives the COFF Machine
+ * field (0 when there is no PE header), so a caller can say "built for another
+ * architecture".  Pure C, host-tested. */
 int cb_is_efi_image(const void *buf, UINTN size, UINT16 *machine);
 
 /* The COFF machine this loader was built for. */

@@ -1,6 +1,7 @@
 """Path B on QEMU: firmware → the native loader (loader/b) → the distro kernel's EFI stub.
 
-Cells: the Debian target disk (ext4) on x86_64 and aarch64, and a UKI on a separate ESP
+Cells: the Debian target disk (ext4) on x86_64, aarch64 and armv7 (AAVMF32, the loader built
+for thumbv7, the armmp zImage's own EFI stub), and a UKI on a separate ESP
 (`\\EFI\\Linux\\<name>.efi`).  Failure cases assert the loader's console line and its fatal
 event category; every run reads CloudBootMark back from the vars file on the host.
 """
@@ -24,6 +25,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.boot]
 X86 = Cell("qemu", "x86_64", "B", "debian-12", "ext4")
 X86_13 = Cell("qemu", "x86_64", "B", "debian-13", "ext4")
 ARM = Cell("qemu", "aarch64", "B", "debian-12", "ext4")
+ARMV7 = Cell("qemu", "armv7", "B", "debian-12", "ext4")
 UKI = Cell("qemu", "x86_64", "B", "debian-12", "ext4-uki")
 # TCG on 2 shared cores: a lone boot reaches userspace in ~25 s (x86_64); leave 10× room.
 TIMEOUT = 420.0
@@ -32,7 +34,7 @@ TIMEOUT = 420.0
 def _require(arch: str) -> None:
     if shutil.which("clang") is None or shutil.which("lld-link") is None:
         pytest.skip("clang/lld-link missing (python -m cloudboot.hostdeps ensure tests)")
-    qemu = "qemu-system-x86_64" if arch == "x86_64" else "qemu-system-aarch64"
+    qemu = get_profile(arch).qemu_binary
     if shutil.which(qemu) is None:
         pytest.skip(f"{qemu} missing")
     try:
@@ -76,6 +78,25 @@ def test_path_b_aarch64_ext4(tmp_path: Path, record_cell) -> None:
     record_cell(run.result)
     _assert_pass(run, ARM)
     assert "panic=-1" in str((run.result.userspace or {}).get("cmdline"))
+
+
+ARMV7_TIMEOUT = 600.0  # a lone boot reaches userspace in ~115-120 s on 2 busy cores
+
+
+@pytest.mark.timeout(ARMV7_TIMEOUT + 300)
+@pytest.mark.parametrize("cell", [pytest.param(ARMV7, id=ARMV7.id)])
+def test_path_b_armv7_ext4(cell: Cell, tmp_path: Path, settle_cell) -> None:
+    """armv7 (AAVMF32, cortex-a15 under TCG): CloudBootTarget=ext4:, no command line. The
+    loader reads the armmp zImage (PE32, machine 0x01c2) and its initrd from ext4, keeps the
+    pages behind the loaded zImage free for its decompressor, and hands the initrd over by
+    LoadFile2."""
+    _require("armv7")
+    run = run_path_b(cell, tmp_path, target="ext4:", timeout=ARMV7_TIMEOUT)
+    settle_cell(run.result)
+    _assert_pass(run, cell)
+    image = debian.build(cell.release, "ext4", "armv7")
+    assert run.mark == f"b:boot ext4 {image.fs_uuid} /boot/vmlinuz-{image.kernel_version}"
+    assert "reserved for the zImage decompressor" in run.text
 
 
 def test_path_b_uki_on_esp(tmp_path: Path, record_cell) -> None:

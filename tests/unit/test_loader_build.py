@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -25,8 +26,11 @@ needs_clang = pytest.mark.skipif(
 
 
 @needs_clang
-@pytest.mark.parametrize(("arch", "machine"), [("x86_64", 0x8664), ("aarch64", 0xAA64)])
-def test_build_loader_is_a_small_efi_application(arch: str, machine: int,
+@pytest.mark.parametrize(("arch", "machine", "magic"), [
+    ("x86_64", 0x8664, 0x20B), ("aarch64", 0xAA64, 0x20B),
+    # armv7: PE32, and 0x01c2 (ARM Thumb mixed, what AAVMF32 loads) over lld-link's 0x01c4.
+    ("armv7", 0x01C2, 0x10B)])
+def test_build_loader_is_a_small_efi_application(arch: str, machine: int, magic: int,
                                                  tmp_path: Path) -> None:
     out = build_loader(arch, "b", tmp_path / "b.efi")
     data = out.read_bytes()
@@ -35,7 +39,8 @@ def test_build_loader_is_a_small_efi_application(arch: str, machine: int,
     assert data[pe:pe + 4] == b"PE\0\0"
     assert int.from_bytes(data[pe + 4:pe + 6], "little") == machine
     opt = pe + 24
-    assert int.from_bytes(data[opt:opt + 2], "little") == 0x20B  # PE32+
+    assert int.from_bytes(data[opt:opt + 2], "little") == magic  # PE32+ / PE32
+    # Subsystem sits at 68 in both layouts (PE32's BaseOfData makes up its 4-byte ImageBase).
     assert int.from_bytes(data[opt + 68:opt + 70], "little") == 10  # EFI application
     # the second build is the cached file
     t0 = time.monotonic()
@@ -56,8 +61,30 @@ def test_warnings_are_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 def test_bad_requests_are_named() -> None:
     with pytest.raises(LoaderBuildError, match="unknown loader program 'z'"):
         build_loader("x86_64", "z")
-    with pytest.raises(LoaderBuildError, match="x86_64 and aarch64 only, not riscv64"):
+    with pytest.raises(LoaderBuildError, match="x86_64, aarch64 and armv7 only, not riscv64"):
         build_loader("riscv64", "b")
+
+
+@needs_clang
+@pytest.mark.parametrize("program", ["b", "d"])
+def test_armv7_code_has_no_fp_simd_or_hardware_divide(program: str, tmp_path: Path) -> None:
+    """The armv7 objects exactly as compile.py builds them: no VFP/NEON instruction (the
+    firmware need not enable the FPU for an application), no UDIV/SDIV (not in every armv7-A
+    core), and no runtime helper other than the two rt_arm.c provides."""
+    for src in loader_compile.sources(program, "armv7"):
+        asm = tmp_path / f"{src.stem}.s"
+        r = subprocess.run(["clang", f"--target={loader_compile._TARGETS['armv7']}",
+                            *loader_compile.CFLAGS, *loader_compile.CFLAGS_ARCH["armv7"],
+                            "-I", str(loader_compile.SOURCE_ROOT / "include"), "-S", str(src),
+                            "-o", str(asm)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        code = [ln.split()[0] for ln in asm.read_text().splitlines()
+                if ln.startswith("\t") and not ln.lstrip().startswith((".", "@"))]
+        assert code, src
+        assert not [m for m in code if m.startswith("v")], f"{src}: VFP/NEON instructions"
+        assert not [m for m in code if m in ("udiv", "sdiv")], f"{src}: hardware divide"
+        helpers = set(re.findall(r"\bbl\s+(__rt_\w+)", asm.read_text()))
+        assert helpers <= {"__rt_udiv", "__rt_udiv64"}, f"{src}: {helpers}"
 
 
 def _mdir(image: Path, offset: int, path: str) -> str:

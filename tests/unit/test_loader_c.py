@@ -16,8 +16,7 @@ from cloudboot.loader.compile import SOURCE_ROOT
 PURE = ["lib/libc.c", "lib/ucs2.c", "lib/ext4.c", "lib/peimage.c"]
 
 
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _build_harness(tmp_path_factory: pytest.TempPathFactory, *defines: str) -> Path:
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
         pytest.skip("no host C compiler")
@@ -31,12 +30,24 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
         sanitize = []
     r = subprocess.run([cc, "-std=c11", "-D_FILE_OFFSET_BITS=64", "-D_POSIX_C_SOURCE=200809L",
                         "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-fno-builtin", *sanitize,
+                        *defines,
                         "-I", str(SOURCE_ROOT / "include"), "-o", str(out),
                         str(SOURCE_ROOT / "tests/harness.c"),
                         *(str(SOURCE_ROOT / p) for p in PURE)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     return out
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _build_harness(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def harness_armv7(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same harness with the PE check built as the armv7 loader's (machine 0x01c2)."""
+    return _build_harness(tmp_path_factory, "-DCB_TEST_NATIVE_MACHINE=0x01c2")
 
 
 def run(harness: Path, *args: str) -> str:
@@ -228,3 +239,35 @@ def test_pe_check(harness: Path, tmp_path: Path) -> None:
     mz = tmp_path / "mz"
     mz.write_bytes(b"MZ" + b"\0" * 58 + (0xFFFFFF).to_bytes(4, "little") + b"\0" * 100)
     assert run(harness, "pe", str(mz)) == "not-efi 0000\n"
+
+
+def _pe(machine: int, magic: int) -> bytes:
+    """A minimal PE header: MZ, e_lfanew 0x40, COFF header, optional header magic."""
+    head = bytearray(0x40)
+    head[:2] = b"MZ"
+    head[0x3C:0x40] = (0x40).to_bytes(4, "little")
+    coff = b"PE\0\0" + machine.to_bytes(2, "little") + b"\0" * 14 + (0xE0).to_bytes(2, "little")
+    coff += b"\0\0" + magic.to_bytes(2, "little")
+    return bytes(head) + coff + b"\0" * 0x100
+
+
+def test_pe_check_armv7(harness: Path, harness_armv7: Path, tmp_path: Path) -> None:
+    """armv7 kernels (the armmp zImage) and loaders are PE32 with machine 0x01c2: the armv7
+    build accepts exactly those; the x86_64 build names the machine it refuses."""
+    from cloudboot.loader.compile import build_loader
+
+    cases = {"pe32-arm": _pe(0x01C2, 0x10B), "pe32plus-arm": _pe(0x01C2, 0x20B),
+             "pe32-armnt": _pe(0x01C4, 0x10B), "pe32plus-x64": _pe(0x8664, 0x20B)}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    assert run(harness_armv7, "pe", str(tmp_path / "pe32-arm")) == "efi 01c2\n"
+    assert run(harness_armv7, "pe", str(tmp_path / "pe32plus-arm")) == "not-efi 01c2\n"
+    assert run(harness_armv7, "pe", str(tmp_path / "pe32-armnt")) == "not-efi 01c4\n"
+    assert run(harness_armv7, "pe", str(tmp_path / "pe32plus-x64")) == "not-efi 8664\n"
+    assert run(harness, "pe", str(tmp_path / "pe32-arm")) == "not-efi 01c2\n"
+    assert run(harness, "pe", str(tmp_path / "pe32plus-x64")) == "efi 8664\n"
+    if shutil.which("clang") is None or shutil.which("lld-link") is None:
+        pytest.skip("clang/lld-link missing")
+    # The armv7 loader itself is an armv7 EFI image after the Machine rewrite.
+    assert run(harness_armv7, "pe", str(build_loader("armv7", "b"))) == "efi 01c2\n"
+    assert run(harness_armv7, "pe", str(build_loader("x86_64", "b"))) == "not-efi 8664\n"
