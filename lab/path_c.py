@@ -72,6 +72,12 @@ def wait_decided(vm: QemuVM, timeout: float) -> bool:
                 return True
 
 
+def reset_stalled(run: PathCRun) -> bool:
+    """The boot ended because the guest's reset never happened (wait_decided)."""
+    return run.result.category == "handoff" and \
+        "guest reset never happened" in run.result.evidence
+
+
 FOREIGN_FILES = ("\\EFI\\foreign\\shimx64.efi", "\\EFI\\foreign\\grubx64.efi")
 FOREIGN_FILES_BY_ARCH = {
     "x86_64": FOREIGN_FILES,

@@ -131,8 +131,10 @@ def test_every_debian_14_cell_outside_loongarch64_says_why_it_is_not_run(
 
 @pytest.mark.parametrize("path", ["A", "C"])
 def test_the_loongarch64_lane_runs_debian_14_on_ext4(path: str) -> None:
-    # The testing-release rule must not swallow the one lane that needs it.
-    assert matrix.expectation(Cell("qemu", "loongarch64", path, "debian-14", "ext4")) is None
+    # The testing-release rule must not swallow the one lane that needs it: the ext4 cells
+    # run (Path C with a known emulator failure: the guest's reset often never happens).
+    ext4 = matrix.expectation(Cell("qemu", "loongarch64", path, "debian-14", "ext4"))
+    assert ext4 is None or ext4.kind == "known", ext4
     xfs = matrix.expectation(Cell("qemu", "loongarch64", path, "debian-14", "xfs"))
     assert xfs is not None and xfs.kind == "not_run" and "ext4" in xfs.reason
 
