@@ -27,16 +27,17 @@
 #endif
 
 /* Restoring binary long division: one quotient bit per step, from the divisor's highest
- * useful shift down. */
-static UINT32 udivmod32(UINT32 n, UINT32 d, UINT32 *rem) {
+ * useful shift down.  One routine for both widths: a loader divides rarely, so 32-bit
+ * division taking the 64-bit loop costs nothing that matters. */
+static UINT64 udivmod(UINT64 n, UINT64 d, UINT64 *rem) {
     if (d == 0)
         __builtin_trap();
     if (d > n) {
         *rem = n;
         return 0;
     }
-    int shift = __builtin_clz(d) - __builtin_clz(n);
-    UINT32 q = 0;
+    int shift = __builtin_clzll(d) - __builtin_clzll(n);
+    UINT64 q = 0;
     d <<= shift; /* same top bit as n: cannot overflow */
     for (; shift >= 0; shift--) {
         q <<= 1;
@@ -54,42 +55,14 @@ static UINT32 udivmod32(UINT32 n, UINT32 d, UINT32 *rem) {
  * r2:r3) and the remainder's slot on the stack. */
 UINT64 cb_rt_udivmod64(UINT64 d, UINT64 n, UINT64 *rem);
 UINT64 cb_rt_udivmod64(UINT64 d, UINT64 n, UINT64 *rem) {
-    if (d == 0)
-        __builtin_trap();
-    if ((n >> 32) == 0) { /* then d <= n fits 32 bits too, or the quotient is 0 */
-        if ((d >> 32) != 0) {
-            *rem = n;
-            return 0;
-        }
-        UINT32 r32;
-        UINT32 q32 = udivmod32((UINT32)n, (UINT32)d, &r32);
-        *rem = r32;
-        return q32;
-    }
-    if (d > n) {
-        *rem = n;
-        return 0;
-    }
-    int shift = __builtin_clzll(d) - __builtin_clzll(n);
-    UINT64 q = 0;
-    d <<= shift;
-    for (; shift >= 0; shift--) {
-        q <<= 1;
-        if (n >= d) {
-            n -= d;
-            q |= 1;
-        }
-        d >>= 1;
-    }
-    *rem = n;
-    return q;
+    return udivmod(n, d, rem);
 }
 
 UINT64 __rt_udiv(UINT32 divisor, UINT32 dividend);
 UINT64 __rt_udiv(UINT32 divisor, UINT32 dividend) {
-    UINT32 r;
-    UINT32 q = udivmod32(dividend, divisor, &r);
-    return (UINT64)r << 32 | q;
+    UINT64 r;
+    UINT64 q = udivmod(dividend, divisor, &r);
+    return r << 32 | q;
 }
 
 /* r0:r1 divisor, r2:r3 dividend -> r0:r1 quotient, r2:r3 remainder.  Frame: r4 + lr pushed

@@ -89,26 +89,25 @@ def _tool(*names: str) -> str:
     pytest.skip(f"{names[0]} missing (python -m cloudboot.hostdeps ensure tests)")
 
 
-def _vectors32() -> list[tuple[int, int]]:
-    edges = [0, 1, 2, 3, 7, 10, 255, 256, 4095, 4096, 65535, 65536, 0x7FFFFFFF, 0x80000000,
-             0xFFFFFFFE, 0xFFFFFFFF]
+def _vectors(bits: int, edges: list[int], randoms: int) -> list[tuple[int, int]]:
+    """Every pair of `edges` (non-zero divisors), then `randoms` pairs of random widths."""
     out = [(a, b) for a in edges for b in edges if b]
-    rnd = random.Random(7)
-    for _ in range(600):
-        bits_a, bits_b = rnd.randint(1, 32), rnd.randint(1, 32)
-        out.append((rnd.getrandbits(bits_a), rnd.getrandbits(bits_b) or 1))
+    rnd = random.Random(bits)
+    for _ in range(randoms):
+        out.append((rnd.getrandbits(rnd.randint(1, bits)),
+                    rnd.getrandbits(rnd.randint(1, bits)) or 1))
     return out
+
+
+def _vectors32() -> list[tuple[int, int]]:
+    return _vectors(32, [0, 1, 2, 3, 7, 10, 255, 256, 4095, 4096, 65535, 65536, 0x7FFFFFFF,
+                         0x80000000, 0xFFFFFFFE, 0xFFFFFFFF], 600)
 
 
 def _vectors64() -> list[tuple[int, int]]:
-    edges = [0, 1, 2, 3, 10, 4096, 0xFFFFFFFF, 1 << 32, (1 << 32) + 1, 0x1_0000_0001_0000,
-             (1 << 63) - 1, 1 << 63, MASK64 - 1, MASK64, 1_000_000_000_000, 773849088]
-    out = [(a, b) for a in edges for b in edges if b]
-    rnd = random.Random(64)
-    for _ in range(900):
-        bits_a, bits_b = rnd.randint(1, 64), rnd.randint(1, 64)
-        out.append((rnd.getrandbits(bits_a), rnd.getrandbits(bits_b) or 1))
-    return out
+    return _vectors(64, [0, 1, 2, 3, 10, 4096, 0xFFFFFFFF, 1 << 32, (1 << 32) + 1,
+                         0x1_0000_0001_0000, (1 << 63) - 1, 1 << 63, MASK64 - 1, MASK64,
+                         1_000_000_000_000, 773849088], 900)
 
 
 def _coff_asm_to_elf(text: str) -> str:
