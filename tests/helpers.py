@@ -89,3 +89,18 @@ def require_bootstrap_initramfs(lane):  # noqa: ANN001, ANN201 - lab.arch_lanes.
         return lane.bootstrap_initramfs()
     except LaneGap as e:
         pytest.fail(f"{lane.arch}: no cloudboot-init initramfs for this lane: {e}")
+
+
+def skip_without_lane(profile_name: str) -> None:
+    """Skip, saying what to install, when the host lacks the QEMU binary or the UEFI firmware
+    of the profile's lane (system-QEMU lanes: x86_64, aarch64, armv7, vz)."""
+    from lab.firmware import FirmwareError, select_firmware
+    from lab.profiles import get_profile
+
+    profile = get_profile(profile_name)
+    if shutil.which(profile.qemu_binary) is None:
+        pytest.skip(f"{profile.qemu_binary} missing (python -m cloudboot.hostdeps ensure matrix)")
+    try:
+        select_firmware(profile)
+    except FirmwareError as e:
+        pytest.skip(f"no UEFI firmware for {profile_name}: {e}")

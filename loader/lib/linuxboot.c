@@ -110,10 +110,10 @@ static EFI_STATUS arm_load_image(const void *kernel, UINTN kernel_size, EFI_HAND
         EFI_PHYSICAL_ADDRESS base = (EFI_PHYSICAL_ADDRESS)(UINTN)li->ImageBase;
         UINTN pages = (UINTN)((li->ImageSize + 4095) >> 12);
         EFI_PHYSICAL_ADDRESS room = base + (UINT64)pages * 4096;
-        if (arm_held_covers(room, SLACK_PAGES) ||
-            !EFI_ERROR(cb_bs->AllocatePages(AllocateAddress, EfiLoaderData, SLACK_PAGES,
-                                            &room))) {
-            if (!arm_held_covers(room, SLACK_PAGES)) {
+        int held = arm_held_covers(room, SLACK_PAGES); /* a blocker of an earlier try */
+        if (held || !EFI_ERROR(cb_bs->AllocatePages(AllocateAddress, EfiLoaderData,
+                                                    SLACK_PAGES, &room))) {
+            if (!held) {
                 arm_held[arm_held_count].base = room;
                 arm_held[arm_held_count++].pages = SLACK_PAGES;
             }

@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 
 from lab.cells import Cell
-from lab.firmware import FirmwareError, select_firmware
 from lab.images import debian
 from lab.matrix import judge
 from lab.path_b import run_path_b, uki_disk
-from lab.profiles import get_profile
+from tests.helpers import skip_without_lane
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
 
@@ -34,13 +33,7 @@ TIMEOUT = 420.0
 def _require(arch: str) -> None:
     if shutil.which("clang") is None or shutil.which("lld-link") is None:
         pytest.skip("clang/lld-link missing (python -m cloudboot.hostdeps ensure tests)")
-    qemu = get_profile(arch).qemu_binary
-    if shutil.which(qemu) is None:
-        pytest.skip(f"{qemu} missing")
-    try:
-        select_firmware(get_profile(arch))
-    except FirmwareError as e:
-        pytest.skip(f"no UEFI firmware for {arch}: {e}")
+    skip_without_lane(arch)
 
 
 def _assert_pass(run, cell: Cell) -> None:  # type: ignore[no-untyped-def]

@@ -9,15 +9,13 @@ Not smoke: aarch64 TCG boots twice here (several minutes on 2 shared cores).
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from lab.cells import DISTROS, FILESYSTEMS, Cell
-from lab.firmware import FirmwareError, select_firmware
 from lab.path_c import path_c_problems, run_path_c_disk
-from lab.profiles import get_profile
+from tests.helpers import skip_without_lane
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
 
@@ -28,12 +26,7 @@ TIMEOUT = 1500.0
 
 
 def require_aarch64_lane(profile: str = ARCH) -> None:
-    if shutil.which("qemu-system-aarch64") is None:
-        pytest.skip("qemu-system-aarch64 missing (apt-get install qemu-system-arm)")
-    try:
-        select_firmware(get_profile(profile))
-    except FirmwareError as e:
-        pytest.skip(f"no AAVMF firmware (apt-get install qemu-efi-aarch64): {e}")
+    skip_without_lane(profile)
 
 
 @pytest.mark.timeout(TIMEOUT + 600)

@@ -124,15 +124,9 @@ def test_path_d_armv7(cell: Cell, tmp_path: Path, reg: labreg.LocalRegistry,
     """armv7: AAVMF32's own virtio-net + HTTP stack serve the thumbv7 loader, which pulls the
     armmp zImage + initrd through the index's linux/arm entry (a lone boot: ~20 s to the
     handoff, ~120 s to userspace on 2 busy cores)."""
-    from lab.firmware import FirmwareError, select_firmware
-    from lab.profiles import get_profile
+    from tests.helpers import skip_without_lane
 
-    if shutil.which("qemu-system-arm") is None:
-        pytest.skip("qemu-system-arm missing (apt-get install qemu-system-arm)")
-    try:
-        select_firmware(get_profile("armv7"))
-    except FirmwareError as e:
-        pytest.skip(f"no AAVMF32 firmware (apt-get install qemu-efi-arm): {e}")
+    skip_without_lane("armv7")
     image = debian.build("bookworm", "ext4", "armv7")
     pushed = push_target(reg, image, tag="12-arm")
     cfg = guest_config(reg, pushed.repository, pushed.index_tag, target_cmdline(image))
