@@ -226,7 +226,7 @@ _VARS_DONORS: dict[str, tuple[str, str, str]] = {
 
 def with_editable_vars(fw: Firmware) -> Firmware:
     """`fw`, or a copy whose VARS template is a formatted variable store the host can edit
-    (virt-fw-vars, cloudboot.efi.varstore) when `fw`'s template is all zeros."""
+    (virt-firmware, cloudboot.efi.varstore) when `fw`'s template is all zeros."""
     import dataclasses
 
     from lab.assets import debian_package, is_blank

@@ -6,7 +6,7 @@ only, kexec refused) share this code; the cell picks the profile (`Cell.profile_
 
 One QEMU process sees both passes (no -no-reboot): the bootstrap stages the target kernel and
 restarts the machine, and OVMF then starts the staged kernel's EFI stub from our Boot####.
-Before the boot the fresh VARS copy gets foreign boot entries (virt-fw-vars); afterwards the
+Before the boot the fresh VARS copy gets foreign boot entries (virt-firmware); afterwards the
 VARS file, the cache disk's FAT and `fsck.vfat -n` are read on the host so the test can check
 what the guest really wrote.
 """
@@ -24,6 +24,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from virt.firmware.efi import devpath  # type: ignore[import-untyped]
+from virt.firmware.varstore import edk2  # type: ignore[import-untyped]
 
 from cloudboot.efi import varstore
 from cloudboot.efi.guid import EFI_GLOBAL_VARIABLE
@@ -121,12 +124,22 @@ class PathCRun:
 
 def plant_foreign_entries(vars_path: Path, arch: str = "x86_64") -> None:
     """Boot entries someone else wrote (Boot0000, Boot0001…: a distro's shim and GRUB for
-    `arch`), through virt-firmware."""
-    if shutil.which("virt-fw-vars") is None:
-        raise RuntimeError("virt-fw-vars (pip package virt-firmware) is not installed")
-    for f in FOREIGN_FILES_BY_ARCH.get(arch, FOREIGN_FILES):
-        subprocess.run(["virt-fw-vars", "--inplace", str(vars_path),
-                        "--append-boot-filepath", f], check=True, capture_output=True, text=True)
+    `arch`), written by virt-firmware's Python API the way `virt-fw-vars --inplace
+    --append-boot-filepath` writes them (an independent writer, not our own codec; imported,
+    so no CLI on PATH is needed)."""
+    if not edk2.Edk2VarStore.probe(str(vars_path)):
+        raise RuntimeError(f"{vars_path}: virt-firmware finds no edk2 variable store in it")
+    try:
+        store = edk2.Edk2VarStore(str(vars_path))
+        varlist = store.get_varlist()
+        for f in FOREIGN_FILES_BY_ARCH.get(arch, FOREIGN_FILES):
+            index = varlist.add_boot_entry("file " + f.split("\\")[-1],
+                                           devpath.DevicePath.filepath(f))
+            varlist.append_boot_order(index)
+        store.write_varstore(str(vars_path), varlist)
+    except SystemExit:  # virt-firmware logs the reason and exits on a store it cannot use
+        raise RuntimeError(f"{vars_path}: virt-firmware could not add boot entries (it logged "
+                           "why on stderr)") from None
 
 
 def raw_boot_vars(vars_path: Path) -> tuple[dict[str, bytes], list[int]]:
