@@ -1,8 +1,8 @@
 """`cloudboot reset` and `cloudboot inspect` on a real OVMF variable store."""
 
 import json
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,14 +12,18 @@ from cloudboot.efi import loadopt, varstore
 
 OVMF_VARS_4M = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 PART = "8a8bff41-ee19-56ac-809c-0d0b88697d7a"
+# virt-firmware's CLI as an independent writer and reader: a declared dependency, installed
+# next to the running interpreter (missing is a failure; PATH does not matter).
+VIRT_FW_VARS = Path(sys.executable).parent / "virt-fw-vars"
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
-    if shutil.which("virt-fw-vars") is None or not OVMF_VARS_4M.exists():
-        pytest.skip("needs virt-fw-vars and OVMF")
+    if not OVMF_VARS_4M.exists():
+        pytest.skip("needs OVMF")
+    assert VIRT_FW_VARS.is_file(), f"{VIRT_FW_VARS} is missing (virt-firmware installs it)"
     out = tmp_path / "vars.fd"
-    subprocess.run(["virt-fw-vars", "-i", str(OVMF_VARS_4M), "-o", str(out),
+    subprocess.run([str(VIRT_FW_VARS), "-i", str(OVMF_VARS_4M), "-o", str(out),
                     "--append-boot-filepath", "\\EFI\\debian\\grubx64.efi"],
                    check=True, capture_output=True, timeout=60)
     kernel, initrd = loadopt.staged_paths("debian")
@@ -53,7 +57,7 @@ def test_reset_removes_only_ours(store: Path, capsys) -> None:
     assert after == {k: v for k, v in before.items() if not v.startswith("cloud-boot ")}
     assert after, "the foreign entry must survive"
     # virt-firmware still reads the store we wrote.
-    r = subprocess.run(["virt-fw-vars", "-i", str(store), "--print"], capture_output=True,
+    r = subprocess.run([str(VIRT_FW_VARS), "-i", str(store), "--print"], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0 and "grubx64.efi" in r.stdout
     assert main(["reset", "--vars", str(store)]) == 0

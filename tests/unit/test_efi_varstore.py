@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -21,8 +22,15 @@ PART = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
 G = guid.EFI_GLOBAL_VARIABLE
 
 needs_vars = pytest.mark.skipif(not OVMF_VARS_4M.exists(), reason="ovmf package not installed")
-needs_cli = pytest.mark.skipif(shutil.which("virt-fw-vars") is None,
-                               reason="virt-fw-vars (virt-firmware) not on PATH")
+# virt-firmware's CLI is the independent oracle here. It is a declared dependency, so it is
+# installed next to the running interpreter; missing is a failure, and PATH does not matter.
+VIRT_FW_VARS = Path(sys.executable).parent / "virt-fw-vars"
+
+
+def virt_fw_vars(*args: str) -> subprocess.CompletedProcess[str]:
+    assert VIRT_FW_VARS.is_file(), f"{VIRT_FW_VARS} is missing (virt-firmware installs it)"
+    return subprocess.run([str(VIRT_FW_VARS), *args], capture_output=True, text=True,
+                          timeout=60)
 
 
 def our_option(target: str = "debian") -> loadopt.LoadOption:
@@ -32,8 +40,7 @@ def our_option(target: str = "debian") -> loadopt.LoadOption:
 
 
 def virt_fw_print(path: Path) -> str:
-    r = subprocess.run(["virt-fw-vars", "-i", str(path), "--print"], capture_output=True,
-                       text=True, timeout=60)
+    r = virt_fw_vars("-i", str(path), "--print")
     assert r.returncode == 0, f"virt-fw-vars --print {path} failed: {r.stderr}"
     return r.stdout
 
@@ -47,15 +54,13 @@ def raw_boot_vars(path: Path) -> dict[str, tuple[int, bytes]]:
 def foreign_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """OVMF_VARS_4M with two entries virt-fw-vars made: a file path (BootOrder) and a URI
     (BootNext)."""
-    if shutil.which("virt-fw-vars") is None or not OVMF_VARS_4M.exists():
-        pytest.skip("needs virt-fw-vars and /usr/share/OVMF/OVMF_VARS_4M.fd")
+    if not OVMF_VARS_4M.exists():
+        pytest.skip("needs /usr/share/OVMF/OVMF_VARS_4M.fd")
     out = tmp_path_factory.mktemp("foreign") / "vars.fd"
-    subprocess.run(
-        ["virt-fw-vars", "-i", str(OVMF_VARS_4M), "-o", str(out),
-         "--append-boot-filepath", "\\EFI\\debian\\grubx64.efi",
-         "--set-boot-uri", "http://example.invalid/boot.iso"],
-        check=True, capture_output=True, timeout=60,
-    )
+    r = virt_fw_vars("-i", str(OVMF_VARS_4M), "-o", str(out),
+                     "--append-boot-filepath", "\\EFI\\debian\\grubx64.efi",
+                     "--set-boot-uri", "http://example.invalid/boot.iso")
+    assert r.returncode == 0, r.stderr
     return out
 
 
@@ -66,7 +71,6 @@ def foreign_store(foreign_template: Path, tmp_path: Path) -> Path:
     return out
 
 
-@needs_cli
 def test_foreign_entries_decode(foreign_store: Path) -> None:
     d = varstore.describe(foreign_store)
     json.dumps(d)  # JSON-able
@@ -77,7 +81,6 @@ def test_foreign_entries_decode(foreign_store: Path) -> None:
     assert d["boot_order"] == ["0000"] and d["boot_next"] == "0099"
 
 
-@needs_cli
 def test_add_then_reset_keeps_foreign_entries_byte_for_byte(foreign_store: Path) -> None:
     before = raw_boot_vars(foreign_store)
     n = varstore.add_cloudboot_entry(foreign_store, our_option())
@@ -108,7 +111,6 @@ def test_add_then_reset_keeps_foreign_entries_byte_for_byte(foreign_store: Path)
     assert varstore.reset(foreign_store) == []  # nothing left to do
 
 
-@needs_cli
 def test_reset_drops_boot_next_naming_ours_and_dry_run_writes_nothing(
     foreign_store: Path,
 ) -> None:
@@ -234,8 +236,7 @@ def test_reset_after_ovmf_boot_keeps_ovmf_entries(ovmf_booted_vars: Path,
     assert [r for r in after.records[: len(store.records)] if r.name != "BootOrder"] == untouched
     assert all(after.blob[r.offset : r.offset + r.size] == store.blob[r.offset : r.offset + r.size]
                for r in untouched)
-    if shutil.which("virt-fw-vars"):
-        assert "UEFI Misc Device" in virt_fw_print(p)
+    assert "UEFI Misc Device" in virt_fw_print(p)
 
 
 @needs_vars
