@@ -1,14 +1,17 @@
 """`python -m lab doctor [--json]`: what this host can run, and why not.
 
 Checks are read-only and quick: binaries and their versions, firmware CODE/VARS pairs, the
-accelerator (lab/accel.py's KVM probe, cached per host boot), libvirt, docker-registry, dnsmasq,
-vfkit, clang/lld. Then every lane × path gets "can run" or "cannot: reason", taking the reasons
-from matrix/expected.toml where a [[not_run]] rule applies.
+accelerator (lab/accel.py's KVM probe, cached per host boot: /dev/kvm being there is not the
+verdict), libvirt, virt-firmware's Python API, docker-registry, dnsmasq, vfkit, clang/lld. Then
+every lane × path gets "can run" or "cannot: reason" for the release that lane boots (riscv64
+Debian 13, loongarch64 Debian 14, the others Debian 12), taking the reasons from
+matrix/expected.toml where a rule applies. `--json` carries the same facts as the text.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -18,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.cells import PATHS, Cell
+from cloudboot import archsources
+from lab.cells import ALL_DISTROS, DISTROS, PATHS, Cell
 from lab.profiles import PROFILES, Profile
 
 
@@ -47,6 +51,7 @@ class LaneReport:
     hypervisor: str
     arch: str
     path: str
+    distro: str  # the release this lane boots (lane_distro), which the reason is about
     can_run: bool
     reason: str  # why not, or what runs it (and any expected failure)
 
@@ -148,6 +153,32 @@ def check_binary(name: str, package: str, purpose: str) -> Check:
     return Check(name, True, path)
 
 
+def check_virt_firmware() -> Check:
+    """virt-firmware as the lab uses it: its Python API (Path C plants foreign boot entries
+    with it, cloudboot.efi.varstore finds the variable store with it), imported from this
+    interpreter; no virt-fw-vars on PATH is needed."""
+    try:
+        from virt.firmware.efi import devpath, efivar  # type: ignore[import-untyped]
+        from virt.firmware.varstore import edk2  # type: ignore[import-untyped]
+    except ImportError as e:
+        return Check("virt-firmware", False, f"the virt-firmware Python package is not "
+                                             f"importable ({e}); pip install virt-firmware "
+                                             "(a cloudboot dependency); needed for Path C")
+    wanted = [(edk2.Edk2VarStore, ("probe", "get_varlist", "write_varstore")),
+              (efivar.EfiVarList, ("add_boot_entry", "append_boot_order")),
+              (devpath.DevicePath, ("filepath",))]
+    missing = [f"{cls.__name__}.{name}" for cls, names in wanted for name in names
+               if not hasattr(cls, name)]
+    version = "(version unknown)"
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        version = importlib.metadata.version("virt-firmware")
+    where = Path(edk2.__file__).resolve().parent.parent
+    if missing:
+        return Check("virt-firmware", False, f"virt-firmware {version} at {where} lacks "
+                                             f"{', '.join(missing)}; needed for Path C")
+    return Check("virt-firmware", True, f"virt-firmware {version} Python API ({where})")
+
+
 def check_vfkit() -> Check:
     if platform.system() != "Darwin":
         return Check("vfkit", False, "needs macOS and Apple's Virtualization.framework "
@@ -179,8 +210,7 @@ def tool_checks() -> list[Check]:
         check_libvirt(),
         check_binary("docker-registry", "docker-registry", "OCI plan/artifact cells"),
         check_binary("dnsmasq", "dnsmasq", "the DHCP client unit tests"),
-        check_binary("virt-fw-vars", "python3-virt-firmware (or pip virt-firmware)",
-                     "Path C (planting and reading boot entries)"),
+        check_virt_firmware(),
         check_binary("fsck.vfat", "dosfstools", "Path C (checking the cache ESP)"),
         check_binary("socat", "socat", "guestfwd to the lab's metadata service and registry"),
         check_vfkit(),
@@ -189,47 +219,89 @@ def tool_checks() -> list[Check]:
     ]
 
 
+def lane_distro(arch: str) -> str:
+    """The release a lane boots: the suite its bootstrap kernel comes from
+    (cloudboot/archsources.py: riscv64 trixie, loongarch64 forky), else (the host's apt) the
+    lab's first stable release."""
+    suite = archsources.for_arch(arch).kernel_suite
+    return next((d for d, r in ALL_DISTROS.items() if r == suite), next(iter(DISTROS)))
+
+
+def _matrix_results() -> dict[str, dict[str, Any]]:
+    """The cells matrix/results.json says were booted (whatever the verdict)."""
+    from lab.matrix import ROOT
+
+    with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
+        doc = json.loads((ROOT / "matrix" / "results.json").read_text())
+        return {c["cell"]: c for c in doc.get("cells", []) if c.get("status") != "not-run"}
+    return {}
+
+
+def _host_problems(cell: Cell, profiles: dict[str, ProfileReport], tools: dict[str, Check]
+                   ) -> list[str]:
+    """What this host lacks to boot `cell` (empty: nothing)."""
+    problems: list[str] = []
+    prof = profiles.get(cell.profile_name)
+    if prof is None:
+        problems.append(f"no lab profile {cell.profile_name}")
+    else:
+        problems += [c.detail for c in (prof.qemu, prof.firmware) if not c.ok]
+    needs = {"libvirt": ["libvirt"], "vfkit": ["vfkit"], "openstack": ["socat"]}
+    names = needs.get(cell.hypervisor, [])
+    if cell.path == "C":
+        names = [*names, "virt-firmware", "fsck.vfat"]
+    return problems + [tools[n].detail for n in names if not tools[n].ok]
+
+
+def lane_verdict(cell: Cell, profiles: dict[str, ProfileReport], tools: dict[str, Check],
+                 booted: dict[str, dict[str, Any]]) -> tuple[bool, str]:
+    """(can run, why not or what runs it) for `cell` on this host."""
+    from lab.cli_boot import runner_for
+    from lab.matrix import expectation
+
+    rule = expectation(cell)
+    if rule is not None and rule.kind == "not_run":
+        return False, rule.reason
+    problems = _host_problems(cell, profiles, tools)
+    if problems:
+        return False, "; ".join(problems)
+    entry = runner_for(cell)
+    if entry is not None:
+        note = f"runs through {entry.what}"
+    elif cell.id in booted:  # e.g. the riscv64/loongarch64/armv7 cells of tests/e2e
+        note = (f"runs in the matrix's e2e tests (python -m lab matrix; last result "
+                f"{booted[cell.id].get('status')}); `lab boot` has no runner for it")
+    else:
+        return False, "no lab runner for this lane and path yet"
+    if rule is not None and rule.kind == "fail":
+        note += f"; expected to fail as {rule.category}: {rule.reason}"
+    elif rule is not None and rule.kind == "known":
+        note += f"; known {rule.category} failure outside cloudboot: {rule.reason}"
+    return True, note
+
+
 def lane_reports(profiles: dict[str, ProfileReport], tools: dict[str, Check]
                  ) -> list[LaneReport]:
-    from lab.cli_boot import runner_for
-    from lab.matrix import LANES, expectation
+    from lab.matrix import LANES
 
+    booted = _matrix_results()
     out = []
     for hv, arch in LANES:
+        distro = lane_distro(arch)
         for path in PATHS:
-            cell = Cell(hv, arch, path, "debian-12", "ext4")
-            rule = expectation(cell)
-            if rule is not None and rule.kind == "not_run":
-                out.append(LaneReport(hv, arch, path, False, rule.reason))
-                continue
-            entry = runner_for(cell)
-            if entry is None:
-                out.append(LaneReport(hv, arch, path, False,
-                                      "no lab runner for this lane and path yet"))
-                continue
-            problems: list[str] = []
-            prof = profiles.get(cell.profile_name)
-            if prof is None:
-                problems.append(f"no lab profile {cell.profile_name}")
-            else:
-                problems += [c.detail for c in (prof.qemu, prof.firmware) if not c.ok]
-            if hv == "libvirt" and not tools["libvirt"].ok:
-                problems.append(tools["libvirt"].detail)
-            if hv == "vfkit" and not tools["vfkit"].ok:
-                problems.append(tools["vfkit"].detail)
-            if hv == "openstack" and not tools["socat"].ok:
-                problems.append(tools["socat"].detail)
-            if path == "C":
-                problems += [tools[n].detail for n in ("virt-fw-vars", "fsck.vfat")
-                             if not tools[n].ok]
-            if problems:
-                out.append(LaneReport(hv, arch, path, False, "; ".join(problems)))
-                continue
-            note = f"runs through {entry.what}"
-            if rule is not None and rule.kind == "fail":
-                note += f"; expected to fail as {rule.category}: {rule.reason}"
-            out.append(LaneReport(hv, arch, path, True, note))
+            cell = Cell(hv, arch, path, distro, "ext4")
+            can_run, reason = lane_verdict(cell, profiles, tools, booted)
+            out.append(LaneReport(hv, arch, path, distro, can_run, reason))
     return out
+
+
+def kvm_device() -> str:
+    """What /dev/kvm is here; whether KVM can run guests is the accel check's verdict."""
+    if not os.path.exists("/dev/kvm"):
+        return "missing"
+    if os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "present (rw)"
+    return "present, not read-writable by this user"
 
 
 def diagnose() -> Report:
@@ -242,15 +314,15 @@ def diagnose() -> Report:
     host = {"machine": platform.machine(), "system": platform.system(),
             "kernel": platform.release(), "python": platform.python_version(),
             "cores": os.cpu_count(), "memory_mib": mem,
-            "kvm_device": os.access("/dev/kvm", os.R_OK | os.W_OK)}
+            "kvm_device": kvm_device()}
     return Report(host, list(profiles.values()), tools, lane_reports(profiles, by_name))
 
 
 def render(report: Report) -> str:
     h = report.host
     lines = [f"host: {h['machine']} {h['system']} {h['kernel']}, {h['cores']} cores, "
-             f"{h['memory_mib']} MiB, Python {h['python']}, /dev/kvm "
-             f"{'usable' if h['kvm_device'] else 'missing or not writable'}", "", "profiles:"]
+             f"{h['memory_mib']} MiB, Python {h['python']}, /dev/kvm {h['kvm_device']}",
+             "", "profiles:"]
     for p in report.profiles:
         lines.append(f"  {p.name}: {'ok' if p.ok else 'NOT USABLE'}")
         for c in (p.qemu, p.firmware, p.accel):
@@ -260,10 +332,11 @@ def render(report: Report) -> str:
     lines += ["", "tools:"]
     for c in report.tools:
         lines.append(f"  {c.name:16} {'ok ' if c.ok else 'no '} {c.detail}")
-    lines += ["", "lanes (hypervisor · arch · path):"]
+    lines += ["", "lanes (hypervisor · arch · path · the release it boots):"]
     for lane in report.lanes:
         state = "can run" if lane.can_run else "cannot"
-        lines.append(f"  {lane.hypervisor:9} {lane.arch:11} {lane.path}  {state}: {lane.reason}")
+        lines.append(f"  {lane.hypervisor:9} {lane.arch:11} {lane.path}  {lane.distro:9}  "
+                     f"{state}: {lane.reason}")
     runnable = sum(1 for lane in report.lanes if lane.can_run)
     lines += ["", f"{runnable} of {len(report.lanes)} lane paths can run on this host."]
     return "\n".join(lines) + "\n"
