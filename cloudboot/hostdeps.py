@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from dataclasses import dataclass
 
 
@@ -39,68 +40,95 @@ BUILD = [
     Need("kmod", "modinfo"),
     Need("fdisk", "sfdisk"),
     Need("util-linux", "blkid"),
-    Need("device-tree-compiler", "dtc", required=False, why="check arm64 kexec DTBs"),
+    Need("device-tree-compiler", "dtc", why="check arm64 kexec DTBs"),
 ]
-BOOT_X86 = [
-    Need("qemu-system-x86", "qemu-system-x86_64"),
-    Need("qemu-utils", "qemu-img"),
-    Need("ovmf", "/usr/share/OVMF/OVMF_CODE_4M.fd"),
-]
-BOOT_ARM = [
-    Need("qemu-system-arm", "qemu-system-aarch64", required=False, why="aarch64/armv7 lanes"),
-    Need("qemu-efi-aarch64", "/usr/share/AAVMF/AAVMF_CODE.fd", required=False),
-    Need("qemu-efi-arm", "/usr/share/AAVMF/AAVMF32_CODE.fd", required=False),
-    # Foreign-arch target images: the debootstrap second stage runs under qemu-user, which
-    # binfmt-support registers with binfmt_misc (lab/images/foreign.py).
-    Need("qemu-user-static", "/usr/libexec/qemu-binfmt/aarch64-binfmt-P", required=False,
-         why="foreign-arch target images"),
-    Need("binfmt-support", "update-binfmts", required=False),
-]
-# dpkg architectures a job adds so `apt-get download pkg:arch` finds foreign packages (the
-# arm64 kernel, systemd-stub and Python runtime of the aarch64 bootstrap).
-# armhf: the armv7 bootstrap (bookworm armmp kernel and Python 3.11 runtime; issue 7).
-FOREIGN_ARCHES = {"matrix": ("arm64", "armhf")}
+# What each QEMU lane needs from the host's apt. One table for every job: the unit tests
+# exercise every lane (golden command lines, kexec planners on QEMU's own device trees, the
+# foreign runtimes' closures), so `tests` installs exactly what `matrix` does; a test never
+# skips for a package this table could have installed. riscv64 and loongarch64 need nothing
+# here: their QEMU 10, firmware and packages come through private apt roots into the cache
+# (lab/qemu_private.py, cloudboot/aptsuites.py) when a test or cell first asks.
+LANES: dict[str, list[Need]] = {
+    "x86_64": [
+        Need("qemu-system-x86", "qemu-system-x86_64"),
+        Need("qemu-utils", "qemu-img"),
+        Need("ovmf", "/usr/share/OVMF/OVMF_CODE_4M.fd"),
+    ],
+    "aarch64": [
+        Need("qemu-system-arm", "qemu-system-aarch64", why="aarch64/armv7 lanes"),
+        Need("qemu-efi-aarch64", "/usr/share/AAVMF/AAVMF_CODE.fd", why="aarch64 lane firmware"),
+        # Foreign-arch target images: the debootstrap second stage runs under qemu-user,
+        # which binfmt-support registers with binfmt_misc (lab/images/foreign.py).
+        Need("qemu-user-static", "/usr/libexec/qemu-binfmt/aarch64-binfmt-P",
+             why="foreign-arch target images; the armv7 loader's division runtime"),
+        Need("binfmt-support", "update-binfmts", why="foreign-arch target images"),
+    ],
+    "armv7": [
+        Need("qemu-system-arm", "qemu-system-arm", why="armv7 lane"),
+        Need("qemu-efi-arm", "/usr/share/AAVMF/AAVMF32_CODE.fd", why="armv7 lane firmware"),
+    ],
+    "riscv64": [],
+    "loongarch64": [],
+}
+# dpkg architectures a lane adds so `apt-get download pkg:arch` finds its packages: the arm64
+# kernel, systemd-stub and Python runtime of the aarch64 bootstrap; bookworm's armmp kernel and
+# Python 3.11 for armv7.
+FOREIGN_ARCHES: dict[str, str] = {"aarch64": "arm64", "armv7": "armhf"}
 IMAGES = [
     Need("debootstrap", "debootstrap", why="build the lab's Debian target images"),
     Need("debian-archive-keyring", "/usr/share/keyrings/debian-archive-keyring.gpg"),
 ]
 SERVICES = [
-    Need("dnsmasq-base", "dnsmasq", required=False, why="DHCP tests in network namespaces"),
-    Need("docker-registry", "docker-registry", required=False,
+    Need("dnsmasq-base", "dnsmasq", why="DHCP tests in network namespaces"),
+    Need("docker-registry", "docker-registry",
          why="OCI registry for push/pull tests and network-plan cells"),
-    Need("iproute2", "ip", required=False),
-    Need("socat", "socat", required=False,
+    Need("iproute2", "ip", why="network namespaces for the DHCP tests"),
+    Need("socat", "socat",
          why="per-connection guestfwd from guests to lab services (registry, metadata)"),
 ]
 # The libvirt lane: the daemon and QEMU driver (the lab starts a private session libvirtd),
 # virsh/virt-xml-validate (+ xmllint) for the golden domain XML, and what `pip install
-# libvirt-python` builds against. Not required: without it the libvirt cells say "not run: why".
+# libvirt-python` builds against.
 LIBVIRT = [
-    Need("libvirt-daemon", "libvirtd", required=False, why="libvirt lane"),
+    Need("libvirt-daemon", "libvirtd", why="libvirt lane"),
     # Its driver .so sits under a multiarch path; the copyright file is arch-independent.
     Need("libvirt-daemon-driver-qemu", "/usr/share/doc/libvirt-daemon-driver-qemu/copyright",
-         required=False, why="libvirt lane"),
-    Need("libvirt-clients", "virt-xml-validate", required=False, why="libvirt lane"),
-    Need("libxml2-utils", "xmllint", required=False, why="validate golden domain XML"),
-    Need("libvirt-dev", "/usr/include/libvirt/libvirt.h", required=False,
+         why="libvirt lane"),
+    Need("libvirt-clients", "virt-xml-validate", why="libvirt lane"),
+    Need("libxml2-utils", "xmllint", why="validate golden domain XML"),
+    Need("libvirt-dev", "/usr/include/libvirt/libvirt.h", why="build libvirt-python"),
+    Need("pkg-config", "pkg-config", why="build libvirt-python"),
+    Need("gcc", "gcc", why="build libvirt-python"),
+    # The headers of the Python that runs this (a venv's base interpreter): Debian's python3
+    # needs python3-dev, a pyenv or python.org build carries its own.
+    Need("python3-dev", os.path.join(sysconfig.get_paths()["include"], "Python.h"),
          why="build libvirt-python"),
-    Need("pkg-config", "pkg-config", required=False, why="build libvirt-python"),
 ]
 
 # The native UEFI loaders of Paths B and D (loader/, cloudboot/loader/compile.py).
 LOADER = [
     Need("clang", "clang", why="compile the Path B/D UEFI loaders"),
     Need("lld", "lld-link", why="link the Path B/D UEFI loaders"),
-    # tests/unit/test_loader_rt_arm.py runs the armv7 loader's division helpers under qemu-arm.
-    Need("qemu-user-static", "/usr/bin/qemu-arm-static", required=False,
-         why="run the armv7 loader's division runtime in unit tests"),
 ]
 
+
+def lane_needs(arches: tuple[str, ...] | None = None) -> list[Need]:
+    """The host packages of the named lanes (all lanes by default), each package once."""
+    seen: dict[str, Need] = {}
+    for arch in arches or tuple(LANES):
+        for need in LANES[arch]:
+            seen.setdefault(need.package + "\0" + str(need.command), need)
+    return list(seen.values())
+
+
+EVERY_LANE = BUILD + lane_needs() + IMAGES + SERVICES + LIBVIRT + LOADER
 JOBS = {
     "build": BUILD,
-    "tests": BUILD + BOOT_X86 + IMAGES + SERVICES + LIBVIRT + LOADER,
-    "matrix": BUILD + BOOT_X86 + BOOT_ARM + IMAGES + SERVICES + LIBVIRT + LOADER,
+    "tests": EVERY_LANE,
+    "matrix": EVERY_LANE,
 }
+# Which dpkg architectures a job adds: those of the lanes it installs.
+JOB_FOREIGN_ARCHES = {job: tuple(FOREIGN_ARCHES.values()) for job in ("tests", "matrix")}
 
 
 def present(need: Need) -> bool:
@@ -131,7 +159,7 @@ def _sudo() -> list[str] | None:
 def add_foreign_arches(job: str) -> int:
     """`dpkg --add-architecture` for what `job` needs, then one `apt-get update` if any was
     added. Returns how many could not be added (each named on stderr)."""
-    wanted = FOREIGN_ARCHES.get(job, ())
+    wanted = JOB_FOREIGN_ARCHES.get(job, ())
     if not wanted or shutil.which("dpkg") is None:
         return 0
     out = subprocess.run(["dpkg", "--print-foreign-architectures"], capture_output=True,
@@ -167,7 +195,7 @@ def ensure(job: str, *, quiet: bool = False) -> int:
             print(f"hostdeps: cannot install {n.package}: this host has no apt-get",
                   file=sys.stderr)
         return 1 if any(n.required for n in missing) else 0
-    packages = [n.package for n in missing]
+    packages = list(dict.fromkeys(n.package for n in missing))
     print(f"hostdeps: installing {' '.join(packages)}")
     result = _apt(["install", "-y", "-q", "--no-install-recommends", *packages])
     if result.returncode != 0:
