@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -16,10 +18,35 @@ from cloudboot.media import cpio
 MARKER = "CLOUDBOOT-TEST-MARKER"
 
 
+# Every skip's reason starts with this: a test may skip only for what this class of host
+# cannot have (macOS, a root login, a kernel driver the host kernel lacks), never for something
+# an install would fix (tests/conftest.py turns any other skip into a failure).
+HOST_CLASS = "host:"
+
+
+def host_cannot(reason: str) -> NoReturn:
+    """Skip: this class of host cannot run the test, for `reason`."""
+    pytest.skip(f"{HOST_CLASS} {reason}")
+
+
+def host_only(condition: bool, reason: str) -> pytest.MarkDecorator:
+    """`skipif` for a host-class reason (see HOST_CLASS)."""
+    return pytest.mark.skipif(condition, reason=f"{HOST_CLASS} {reason}")
+
+
+def not_root() -> bool:
+    return os.geteuid() != 0
+
+
+INSTALL = "python -m cloudboot.hostdeps ensure tests installs it"
+
+
 def need_tools(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
+    """Fail (not skip) when a tool the set-up installs is missing: a hole in the gate."""
+    missing = [t for t in tools if shutil.which(t) is None
+               and not any(os.path.exists(os.path.join(d, t)) for d in ("/usr/sbin", "/sbin"))]
     if missing:
-        pytest.skip(f"missing tools: {', '.join(missing)} (run the README set-up)")
+        pytest.fail(f"missing tools: {', '.join(missing)} ({INSTALL})", pytrace=False)
 
 
 def debian_kernel(arch: Arch | None = None) -> Path:
@@ -38,7 +65,7 @@ def marker_initramfs(path: Path, marker: str = MARKER) -> Path:
     """A busybox initramfs whose /init prints `marker` with the command line, then powers off."""
     busybox = Path("/bin/busybox")
     if not busybox.exists():
-        pytest.skip("busybox-static is not installed")
+        pytest.fail(f"busybox-static is not installed ({INSTALL})", pytrace=False)
     init = (
         "#!/bin/busybox sh\n"
         "/bin/busybox mount -t proc proc /proc\n"
@@ -91,16 +118,17 @@ def require_bootstrap_initramfs(lane):  # noqa: ANN001, ANN201 - lab.arch_lanes.
         pytest.fail(f"{lane.arch}: no cloudboot-init initramfs for this lane: {e}")
 
 
-def skip_without_lane(profile_name: str) -> None:
-    """Skip, saying what to install, when the host lacks the QEMU binary or the UEFI firmware
-    of the profile's lane (system-QEMU lanes: x86_64, aarch64, armv7, vz)."""
+def require_lane(profile_name: str) -> None:
+    """Fail, saying what to install, when the host lacks the QEMU binary or the UEFI firmware
+    of the profile's lane (system-QEMU lanes: x86_64, aarch64, armv7, vz): the set-up installs
+    both for every lane (cloudboot.hostdeps.LANES)."""
     from lab.firmware import FirmwareError, select_firmware
     from lab.profiles import get_profile
 
     profile = get_profile(profile_name)
     if shutil.which(profile.qemu_binary) is None:
-        pytest.skip(f"{profile.qemu_binary} missing (python -m cloudboot.hostdeps ensure matrix)")
+        pytest.fail(f"{profile.qemu_binary} missing ({INSTALL})", pytrace=False)
     try:
         select_firmware(profile)
     except FirmwareError as e:
-        pytest.skip(f"no UEFI firmware for {profile_name}: {e}")
+        pytest.fail(f"no UEFI firmware for {profile_name}: {e} ({INSTALL})", pytrace=False)

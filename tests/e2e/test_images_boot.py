@@ -46,7 +46,7 @@ def test_image_metadata_matches_the_disk(bookworm_ext4: debian.TargetImage) -> N
 def test_direct_boot_reports_userspace_and_powers_off(release: str, fs: str,
                                                       tmp_path: Path) -> None:
     if shutil.which("qemu-system-x86_64") is None:
-        pytest.skip("qemu-system-x86_64 is not installed")
+        pytest.fail("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
     image = debian.build(release, fs)
     boot = boot_direct(image, append="cb.test=\"x y\"", log=tmp_path / "console.log")
     assert boot.marker is not None, f"no marker; console tail:\n{boot.console[-3000:]}"

@@ -36,11 +36,11 @@ KEXEC_LOAD = re.compile(r'"phase":\s*"kexec-load"')
 
 def _require_lane() -> None:
     if shutil.which("qemu-system-aarch64") is None:
-        pytest.skip("qemu-system-aarch64 missing (apt-get install qemu-system-arm)")
+        pytest.fail("qemu-system-aarch64 missing (apt-get install qemu-system-arm)")
     try:
         select_firmware(get_profile(ARCH))
     except FirmwareError as e:
-        pytest.skip(f"no AAVMF firmware (apt-get install qemu-efi-aarch64): {e}")
+        pytest.fail(f"no AAVMF firmware (apt-get install qemu-efi-aarch64): {e}")
 
 
 @pytest.mark.parametrize("cell", [

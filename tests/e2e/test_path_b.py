@@ -17,7 +17,7 @@ from lab.cells import Cell
 from lab.images import debian
 from lab.matrix import judge
 from lab.path_b import run_path_b, uki_disk
-from tests.helpers import skip_without_lane
+from tests.helpers import require_lane
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
 
@@ -32,8 +32,8 @@ TIMEOUT = 420.0
 
 def _require(arch: str) -> None:
     if shutil.which("clang") is None or shutil.which("lld-link") is None:
-        pytest.skip("clang/lld-link missing (python -m cloudboot.hostdeps ensure tests)")
-    skip_without_lane(arch)
+        pytest.fail("clang/lld-link missing (python -m cloudboot.hostdeps ensure tests)")
+    require_lane(arch)
 
 
 def _assert_pass(run, cell: Cell) -> None:  # type: ignore[no-untyped-def]

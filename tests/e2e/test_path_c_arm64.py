@@ -15,7 +15,7 @@ import pytest
 
 from lab.cells import DISTROS, FILESYSTEMS, Cell
 from lab.path_c import path_c_problems, run_path_c_disk
-from tests.helpers import skip_without_lane
+from tests.helpers import require_lane
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
 
@@ -26,7 +26,7 @@ TIMEOUT = 1500.0
 
 
 def require_aarch64_lane(profile: str = ARCH) -> None:
-    skip_without_lane(profile)
+    require_lane(profile)
 
 
 @pytest.mark.timeout(TIMEOUT + 600)

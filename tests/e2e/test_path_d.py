@@ -124,9 +124,9 @@ def test_path_d_armv7(cell: Cell, tmp_path: Path, reg: labreg.LocalRegistry,
     """armv7: AAVMF32's own virtio-net + HTTP stack serve the thumbv7 loader, which pulls the
     armmp zImage + initrd through the index's linux/arm entry (a lone boot: ~20 s to the
     handoff, ~120 s to userspace on 2 busy cores)."""
-    from tests.helpers import skip_without_lane
+    from tests.helpers import require_lane
 
-    skip_without_lane("armv7")
+    require_lane("armv7")
     image = debian.build("bookworm", "ext4", "armv7")
     pushed = push_target(reg, image, tag="12-arm")
     cfg = guest_config(reg, pushed.repository, pushed.index_tag, target_cmdline(image))

@@ -24,7 +24,7 @@ def test_host_arch_is_one_debootstrap_run(tmp_path: Path) -> None:
     assert f"--arch={host_arch().debian}" in cmds[0] and "--include=udev,zstd" in cmds[0]
 
 
-@pytest.mark.skipif(host_arch() == ARM64, reason="arm64 is the host's own architecture here")
+@pytest.mark.skipif(host_arch() == ARM64, reason="host: arm64 is the host's own architecture here")
 def test_foreign_arch_is_first_stage_then_chrooted_second_stage(tmp_path: Path) -> None:
     tree = tmp_path / "t"
     first, second = foreign.debootstrap_commands("trixie", ARM64, tree, "http://m", ("udev",),
@@ -57,16 +57,16 @@ def test_unknown_arch_has_no_handler() -> None:
 def arm64_loader() -> Path:
     """The arm64 dynamic loader from Debian's libc6:arm64: a self-contained arm64 ELF."""
     if host_arch() == ARM64:
-        pytest.skip("arm64 is the host's own architecture here")
+        pytest.skip("host: arm64 is the host's own architecture here")
     if os.geteuid() != 0:
-        pytest.skip("enabling binfmt_misc handlers needs root")
+        pytest.skip("host: enabling binfmt_misc handlers needs root")
     if shutil.which("update-binfmts") is None or not Path("/usr/libexec/qemu-binfmt").is_dir():
-        pytest.skip("qemu-user-static and binfmt-support are not installed "
+        pytest.fail("qemu-user-static and binfmt-support are not installed "
                     "(python -m cloudboot.hostdeps ensure matrix)")
     try:
         root = debpkg.unpacked("libc6", "arm64")
     except debpkg.PackageError as e:
-        pytest.skip(f"libc6:arm64 unavailable (dpkg --add-architecture arm64?): {e}")
+        pytest.fail(f"libc6:arm64 could not be fetched: {e}", pytrace=False)
     return root / "lib/ld-linux-aarch64.so.1"
 
 

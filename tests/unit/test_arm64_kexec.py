@@ -38,13 +38,13 @@ GUEST_IOMEM = """\
 def virt_dtb(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     qemu = shutil.which("qemu-system-aarch64")
     if qemu is None:
-        pytest.skip("qemu-system-aarch64 missing (apt-get install qemu-system-arm)")
+        pytest.fail("qemu-system-aarch64 missing (apt-get install qemu-system-arm)")
     return dump_virt_dtb(qemu, "virt", "cortex-a57", tmp_path_factory.mktemp("dtb") / "virt.dtb")
 
 
 def _dts(blob: bytes, tmp: Path) -> str:
     if shutil.which("dtc") is None:
-        pytest.skip("dtc missing (apt-get install device-tree-compiler)")
+        pytest.fail("dtc missing (apt-get install device-tree-compiler)")
     path = tmp / "x.dtb"
     path.write_bytes(blob)
     return subprocess.run(["dtc", "-q", "-I", "dtb", "-O", "dts", str(path)], capture_output=True,
@@ -61,7 +61,7 @@ def test_dtb_round_trip_is_identical_to_dtc(virt_dtb: bytes, tmp_path: Path) -> 
 
 def test_chosen_rewritten_for_the_target(virt_dtb: bytes, tmp_path: Path) -> None:
     if shutil.which("fdtget") is None:
-        pytest.skip("fdtget missing (apt-get install device-tree-compiler)")
+        pytest.fail("fdtget missing (apt-get install device-tree-compiler)")
     blob = kexec_arm64.chosen_dtb(virt_dtb, "root=UUID=x ro console=ttyAMA0", (0x48000000, 4096))
     path = tmp_path / "t.dtb"
     path.write_bytes(blob)
@@ -92,7 +92,7 @@ def test_host_iomem_parses() -> None:
     try:
         ranges = kexec_arm64.free_ranges(text)
     except OSError:
-        pytest.skip("/proc/iomem addresses are hidden from this user")
+        pytest.skip("host: /proc/iomem addresses are hidden from this user")
     assert ranges and all(s < e for s, e in ranges)
 
 
@@ -101,7 +101,7 @@ def debian_image() -> bytes:
     try:
         root = debpkg.unpacked(ARM64.kernel_package, ARM64.debian)
     except debpkg.PackageError as e:
-        pytest.skip(f"{ARM64.kernel_package}:arm64 unavailable: {e}")
+        pytest.fail(f"{ARM64.kernel_package}:arm64 could not be fetched: {e}", pytrace=False)
     kernels = sorted((root / "boot").glob("vmlinuz-*"))
     assert kernels, f"no vmlinuz in {root}/boot"
     # Debian also ships the kernel's config: the reason for this module.

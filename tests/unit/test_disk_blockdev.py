@@ -13,10 +13,13 @@ import pytest
 
 from cloudboot.init.blockdev import DiskNotFound, list_devices, matcher, resolve
 from cloudboot.init.gptread import read_gpt
+from tests.helpers import need_tools
 
-for _tool in ("sgdisk", "mkfs.ext4", "mkfs.vfat", "xorriso"):
-    if shutil.which(_tool) is None:
-        pytest.skip(f"{_tool} is not installed", allow_module_level=True)
+
+@pytest.fixture(autouse=True)
+def _tools() -> None:
+    need_tools("sgdisk", "mkfs.ext4", "mkfs.vfat", "xorriso")
+
 
 ROOT_UUID = "5e0f4d8a-1c2b-4a3d-9e8f-7a6b5c4d3e2f"
 
@@ -199,7 +202,7 @@ def test_bad_spec() -> None:
 def test_mbr_disk_partuuid(tmp_path: Path) -> None:
     """MBR disks have no GPT: PARTUUID is the disk signature plus the partition number."""
     if shutil.which("sfdisk") is None:
-        pytest.skip("sfdisk is not installed")
+        pytest.fail("sfdisk is not installed (apt-get install fdisk)")
     sys_root, dev = tmp_path / "sys", tmp_path / "dev"
     dev.mkdir()
     run("truncate", "-s", "16M", str(dev / "sda"))

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from cloudboot.init.gptread import SECTOR, read_gpt
-
-pytestmark = pytest.mark.skipif(shutil.which("sgdisk") is None, reason="sgdisk not installed")
 
 DISK_GUID = "11111111-2222-3333-4444-555555555555"
 

@@ -19,9 +19,9 @@ Attach = Callable[..., str]
 
 def _loop_reason() -> str | None:
     if os.geteuid() != 0:
-        return "mounting needs root"
-    if not Path("/dev/loop-control").exists() or shutil.which("losetup") is None:
-        return "no loop device support (/dev/loop-control or losetup missing)"
+        return "host: mounting needs root"
+    if not Path("/dev/loop-control").exists():
+        return "host: no loop device support (/dev/loop-control missing)"
     return None
 
 
@@ -43,7 +43,7 @@ def attach() -> Iterator[Attach]:
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if proc.returncode != 0:
-            pytest.skip(f"loop devices unavailable: {proc.stderr.strip()}")
+            pytest.skip(f"host: loop devices unavailable: {proc.stderr.strip()}")
         loops.append(proc.stdout.strip())
         return loops[-1]
 
@@ -163,7 +163,7 @@ def test_xfs_boot_partition_with_bls(tmp_path: Path, attach: Attach, mnt: Path) 
 def test_btrfs_opensuse_tree_and_subvolume(tmp_path: Path, attach: Attach, mnt: Path) -> None:
     """Absolute Image-V links into /usr/lib/modules must resolve inside the mounted fs."""
     if shutil.which("btrfs") is None:
-        pytest.skip("btrfs-progs' btrfs tool is missing")
+        pytest.fail("btrfs-progs' btrfs tool is missing")
     v = "6.4.0-150600.23.25-default"
     img = tmp_path / "btrfs.img"
     run("truncate", "-s", "128M", str(img))

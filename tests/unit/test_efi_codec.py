@@ -7,14 +7,13 @@ import struct
 import uuid
 
 import pytest
+import virt.firmware.efi.bootentry as vf_bootentry  # type: ignore[import-untyped]
+import virt.firmware.efi.devpath as vf_devpath  # type: ignore[import-untyped]
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cloudboot.efi import devpath as dp
 from cloudboot.efi import guid, loadopt
-
-vf_devpath = pytest.importorskip("virt.firmware.efi.devpath", reason="virt-firmware not installed")
-vf_bootentry = pytest.importorskip("virt.firmware.efi.bootentry")
 
 # No example database in the checkout; keep the whole file well under a minute.
 _prop = settings(database=None, max_examples=60, deadline=None,

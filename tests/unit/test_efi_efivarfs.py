@@ -42,7 +42,8 @@ def _set_immutable(path: Path) -> bool:
         os.close(fd)
 
 
-@pytest.mark.skipif(platform.machine() != "x86_64", reason="constants checked for x86_64 only")
+@pytest.mark.skipif(platform.machine() != "x86_64",
+                    reason="host: constants checked for x86_64 only")
 def test_ioctl_numbers_match_linux_headers() -> None:
     assert ev.FS_IOC_GETFLAGS == 0x80086601
     assert ev.FS_IOC_SETFLAGS == 0x40086602
@@ -76,12 +77,12 @@ def test_short_file_is_an_error_naming_it(tmp_path: Path) -> None:
         ev.read_var("CloudBootMark", G, root=tmp_path)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="setting FS_IMMUTABLE_FL needs root")
+@pytest.mark.skipif(os.geteuid() != 0, reason="host: setting FS_IMMUTABLE_FL needs root")
 def test_immutable_flag_is_cleared_before_write_and_delete(tmp_path: Path) -> None:
     ev.write_var("CloudBootMark", G, b"old", root=tmp_path)
     f = tmp_path / f"CloudBootMark-{G}"
     if not _set_immutable(f):
-        pytest.skip(f"{tmp_path} does not support inode flags")
+        pytest.skip(f"host: {tmp_path} does not support inode flags")
     assert _flags(f) & ev.FS_IMMUTABLE_FL
     with pytest.raises(PermissionError):
         open(f, "wb").close()  # what efivarfs users hit without the ioctl

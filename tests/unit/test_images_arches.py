@@ -157,7 +157,7 @@ def test_loong64_binary_runs_through_the_private_qemu_user() -> None:
     """forky's static busybox (built for LSX) under qemu-user 10 via binfmt_misc: the host's
     qemu-user-static 7.2 dies on it with SIGILL."""
     if os.geteuid() != 0:
-        pytest.skip("registering a binfmt_misc handler needs root")
+        pytest.skip("host: registering a binfmt_misc handler needs root")
     from cloudboot import aptsuites
 
     try:

@@ -55,7 +55,7 @@ def test_failed_build_leaves_nothing_and_the_next_caller_retries(tmp_path: Path)
 
 def test_remove_tree_detaches_mounts_first(tmp_path: Path) -> None:
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+        pytest.skip("host: mounting a tmpfs needs root")
     victim = tmp_path / "tree" / "proc"
     victim.mkdir(parents=True)
     assert os.system(f"mount -t tmpfs none {victim}") == 0

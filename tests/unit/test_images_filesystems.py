@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from lab.images.diskimage import MIB, gpt_disk
 from lab.images.filesystems import make_filesystem, read_label_uuid
 from lab.images.protofile import ProtofileError, protofile, sticky_paths
+from tests.helpers import need_tools
 
 UUID = "3f1c2b6e-9a0d-4c1e-8f7a-2b5d6e7f8a90"
 
@@ -64,9 +64,7 @@ def test_unrepresentable_names_are_refused_with_their_path(tmp_path: Path, name:
 
 
 def needs(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)}")
+    need_tools(*tools)
 
 
 def xfs_db(image: Path, *commands: str) -> str:

@@ -37,8 +37,6 @@ def run_script(tmp_path: Path, cmdline: str, os_release: str, shell: str = "/bin
 @pytest.mark.parametrize("shell", ["/bin/sh", "/bin/bash"])
 def test_tricky_cmdline_round_trips_through_json(tmp_path: Path, shell: str,
                                                  cmdline: str) -> None:
-    if not os.path.exists(shell):
-        pytest.skip(f"{shell} is not installed")
     out = run_script(tmp_path, cmdline, 'ID=debian\nVERSION_ID="12"\n', shell=shell)
     assert out.startswith(MARKER + " ") and out.endswith("}\n") and out.count("\n") == 1
     data = json.loads(out[len(MARKER) + 1:])

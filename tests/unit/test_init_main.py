@@ -12,22 +12,33 @@ from pathlib import Path
 
 import pytest
 
+from cloudboot.build import BuildError
 from cloudboot.init import main as init_main
 from cloudboot.init.errors import Fatal
 from cloudboot.init.events import Events, parse_line
-
-V = "6.1.0-56-cloud-amd64"
-KERNELS = sorted(Path.home().glob(".cache/cloudboot/unpacked/amd64/linux-image-*/boot/vmlinuz-*"))
+from tests.helpers import debian_kernel
 
 
-def _debian_tree(root: Path, cmdline_file: str | None = None) -> Path:
+@pytest.fixture(scope="module")
+def kernel() -> Path:
+    """The bootstrap's own Debian kernel, fetched into the suite's cache: real bytes whose
+    version (from the package's file name) is whatever the archive serves today."""
+    try:
+        return debian_kernel()
+    except BuildError as e:
+        pytest.fail(f"the Debian kernel could not be fetched: {e}", pytrace=False)
+
+
+def _version(kernel: Path) -> str:
+    return kernel.name.removeprefix("vmlinuz-")
+
+
+def _debian_tree(root: Path, kernel: Path, cmdline_file: str | None = None) -> Path:
     """A tree shaped like a Debian cloud image: /boot/vmlinuz-V + /boot/initrd.img-V."""
     boot = root / "boot"
     boot.mkdir(parents=True)
-    if KERNELS:  # real kernel bytes when the asset cache has them
-        shutil.copyfile(KERNELS[-1], boot / f"vmlinuz-{V}")
-    else:
-        (boot / f"vmlinuz-{V}").write_bytes(b"MZ" + b"\0" * 4096)
+    V = _version(kernel)
+    shutil.copyfile(kernel, boot / f"vmlinuz-{V}")
     (boot / f"initrd.img-{V}").write_bytes(b"070701" + b"0" * 200)
     if cmdline_file is not None:
         (root / "etc/kernel").mkdir(parents=True)
@@ -50,8 +61,10 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[dict
     return rc, evs, dry
 
 
-def test_dry_run_debian_tree(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    root = _debian_tree(tmp_path / "t")
+def test_dry_run_debian_tree(kernel: Path, tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    V = _version(kernel)
+    root = _debian_tree(tmp_path / "t", kernel)
     rc, evs, dry = _run(capsys, "--cmdline",
                         "BOOT_IMAGE=x console=tty0 console=ttyS0,115200 cloudboot.disk=UUID=abcd "
                         "cloudboot.bogus=1", "--root", str(root), "--dry-run")
@@ -68,9 +81,9 @@ def test_dry_run_debian_tree(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert [e["t"] for e in evs] == sorted(e["t"] for e in evs)
 
 
-def test_etc_kernel_cmdline_then_console(tmp_path: Path,
+def test_etc_kernel_cmdline_then_console(kernel: Path, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    root = _debian_tree(tmp_path / "t", "root=LABEL=rootfs rw quiet")
+    root = _debian_tree(tmp_path / "t", kernel, "root=LABEL=rootfs rw quiet")
     rc, evs, dry = _run(capsys, "--cmdline", "console=hvc0 cloudboot.disk=LABEL=rootfs",
                         "--root", str(root), "--dry-run")
     assert rc == 0 and dry is not None
@@ -78,9 +91,9 @@ def test_etc_kernel_cmdline_then_console(tmp_path: Path,
     assert evs[-1]["cmdline_from"] == "etc-kernel-cmdline"
 
 
-def test_cloudboot_cmdline_replaces_everything(tmp_path: Path,
+def test_cloudboot_cmdline_replaces_everything(kernel: Path, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    root = _debian_tree(tmp_path / "t", "root=LABEL=rootfs")
+    root = _debian_tree(tmp_path / "t", kernel, "root=LABEL=rootfs")
     rc, _, dry = _run(capsys, "--cmdline",
                       'console=ttyS0 cloudboot.disk=/dev/vda1 cloudboot.cmdline="root=/dev/vda1 '
                       'init=/bin/sh"', "--root", str(root), "--dry-run")
@@ -88,8 +101,10 @@ def test_cloudboot_cmdline_replaces_everything(tmp_path: Path,
     assert dry["cmdline"] == "root=/dev/vda1 init=/bin/sh"
 
 
-def test_explicit_kernel_and_initrd(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    root = _debian_tree(tmp_path / "t")
+def test_explicit_kernel_and_initrd(kernel: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    V = _version(kernel)
+    root = _debian_tree(tmp_path / "t", kernel)
     (root / "vmlinuz").symlink_to(f"/boot/vmlinuz-{V}")  # absolute link, inside the tree
     rc, evs, dry = _run(capsys, "--cmdline",
                         "cloudboot.disk=UUID=1 cloudboot.disk.kernel=/vmlinuz "
@@ -99,13 +114,12 @@ def test_explicit_kernel_and_initrd(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert dry["kernel"] == str(root / f"boot/vmlinuz-{V}")
     assert dry["initrd"] == str(root / f"boot/initrd.img-{V}")
     assert evs[-1]["found_by"] == "override"
-    if KERNELS:  # the version comes from the kernel image itself
-        assert dry["version"] == V
+    assert dry["version"] == V  # read from the kernel image itself
 
 
-def test_missing_explicit_kernel_is_init_disk(tmp_path: Path,
+def test_missing_explicit_kernel_is_init_disk(kernel: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    root = _debian_tree(tmp_path / "t")
+    root = _debian_tree(tmp_path / "t", kernel)
     rc, evs, _ = _run(capsys, "--cmdline", "cloudboot.disk=UUID=1 cloudboot.disk.kernel=/nope",
                       "--root", str(root), "--dry-run")
     assert rc == 1
@@ -149,8 +163,9 @@ def test_nothing_to_boot_is_init_plan(capsys: pytest.CaptureFixture[str]) -> Non
     assert "nothing to boot" in evs[-1]["message"]
 
 
-def test_host_run_never_hands_off(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    root = _debian_tree(tmp_path / "t")
+def test_host_run_never_hands_off(kernel: Path, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    root = _debian_tree(tmp_path / "t", kernel)
     rc, evs, dry = _run(capsys, "--cmdline", "cloudboot.disk=UUID=1", "--root", str(root))
     assert rc == 1 and dry is None
     assert evs[-1]["category"] == "handoff" and "not PID 1" in evs[-1]["message"]
@@ -168,8 +183,9 @@ def test_reboot_sink_without_cache_esp_is_a_handoff_fatal(tmp_path: Path) -> Non
     assert set(init_main.sinks) == {"kexec", "reboot"}
 
 
-def test_plan_disk_target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    root = _debian_tree(tmp_path / "t")
+def test_plan_disk_target(kernel: Path, tmp_path: Path,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    root = _debian_tree(tmp_path / "t", kernel)
     plan = tmp_path / "plan.hcl"
     plan.write_text(
         'default_target = "debian"\n'
@@ -192,11 +208,11 @@ def test_plan_disk_target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert str(plan) in evs[-1]["message"] and "nosuch" in evs[-1]["message"]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="loop devices and mount(2) need root")
-@pytest.mark.skipif(shutil.which("mkfs.ext4") is None or shutil.which("losetup") is None,
-                    reason="needs e2fsprogs and losetup")
-def test_real_ext4_on_loop_device(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    tree = _debian_tree(tmp_path / "tree")
+@pytest.mark.skipif(os.geteuid() != 0, reason="host: loop devices and mount(2) need root")
+def test_real_ext4_on_loop_device(kernel: Path, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    V = _version(kernel)
+    tree = _debian_tree(tmp_path / "tree", kernel)
     img, mnt, fs_uuid = tmp_path / "root.img", tmp_path / "mnt", str(uuid.uuid4())
     subprocess.run(["mkfs.ext4", "-q", "-F", "-U", fs_uuid, "-L", "cbtest", "-d", str(tree),
                     str(img), "64M"], check=True)
@@ -219,13 +235,13 @@ def test_real_ext4_on_loop_device(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert not os.path.ismount(mnt)  # a dry run leaves nothing mounted
 
 
-def test_a_failed_menu_choice_goes_back_to_the_menu(tmp_path: Path, monkeypatch,
+def test_a_failed_menu_choice_goes_back_to_the_menu(kernel: Path, tmp_path: Path, monkeypatch,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     """The user picks a target that fails (no such kernel): one fatal event, the menu comes
     back (waiting, no countdown), the next choice boots."""
     from cloudboot.init import menu
 
-    root = _debian_tree(tmp_path / "t")
+    root = _debian_tree(tmp_path / "t", kernel)
     plan = tmp_path / "plan.hcl"
     plan.write_text(
         'default_target = "broken"\nmenu {\n  timeout = 5\n}\n'

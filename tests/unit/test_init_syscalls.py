@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from cloudboot.init import kexec, modules, pid1
+from tests.helpers import debian_kernel
 
 ROOT = os.geteuid() == 0
-KERNELS = sorted(Path.home().glob(".cache/cloudboot/unpacked/amd64/linux-image-*/boot/vmlinuz-*"))
 
 
 def test_kexec_file_load_bad_fd_gives_errno_not_crash() -> None:
@@ -41,9 +41,8 @@ def test_kexec_file_load_rejects_a_non_kernel(tmp_path: Path) -> None:
     assert err.value.errno in (errno.ENOEXEC, errno.EPERM, errno.EINVAL, errno.ENOSYS)
 
 
-@pytest.mark.skipif(not KERNELS, reason="no unpacked Debian kernel in ~/.cache/cloudboot")
 def test_bare_kernel_unwraps_gzip_into_workdir(tmp_path: Path) -> None:
-    real = KERNELS[-1]
+    real = debian_kernel()  # the host arch's Debian kernel, fetched into the suite's cache
     assert kexec.bare_kernel(real, tmp_path / "run") == real  # a bzImage loads as it is
     wrapped = tmp_path / "vmlinuz-gz"
     wrapped.write_bytes(gzip.compress(real.read_bytes(), compresslevel=1))
@@ -83,7 +82,7 @@ def test_missing_order_file_is_nothing_to_load(tmp_path: Path) -> None:
     assert (report.loaded, report.failed) == ([], [])
 
 
-@pytest.mark.skipif(not ROOT, reason="mount(2) and mknod(2) need root")
+@pytest.mark.skipif(not ROOT, reason="host: mount(2) and mknod(2) need root")
 def test_mount_umount_tmpfs(tmp_path: Path) -> None:
     target = tmp_path / "mnt"
     target.mkdir()
@@ -98,7 +97,7 @@ def test_mount_umount_tmpfs(tmp_path: Path) -> None:
         pid1.mount("none", str(target), "nosuchfs")
 
 
-@pytest.mark.skipif(not ROOT, reason="mknod(2) needs root")
+@pytest.mark.skipif(not ROOT, reason="host: mknod(2) needs root")
 def test_fallback_dev_nodes(tmp_path: Path) -> None:
     assert pid1.ensure_dev_nodes(tmp_path) == []
     st = (tmp_path / "console").stat()

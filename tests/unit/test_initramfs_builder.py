@@ -15,6 +15,7 @@ import pytest
 from cloudboot import debpkg
 from cloudboot.arch import host_arch
 from cloudboot.initramfs import builder, kmods
+from tests.helpers import need_tools
 
 ARCH = host_arch()
 MAX_COMPRESSED = 8 * 1024 * 1024
@@ -24,19 +25,19 @@ def _kernel_root() -> Path:
     try:
         return debpkg.unpacked(ARCH.kernel_package, ARCH.debian)
     except debpkg.PackageError as e:
-        pytest.skip(f"kernel package unavailable: {e}")
+        pytest.fail(f"the kernel package could not be fetched: {e}", pytrace=False)
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[builder.Report, Path]:
     if shutil.which("apt-get") is None:
-        pytest.skip("apt-get missing: cannot fetch the Debian runtime packages")
+        pytest.skip("host: no apt-get (not a Debian host) to fetch the runtime packages")
     out = tmp_path_factory.mktemp("ir") / "initramfs.cpio.gz"
     try:
         report = builder.build(ARCH, out, kernel_root=_kernel_root(),
                                extra_files={"/etc/cloud-boot/marker": b"hello\n"})
     except debpkg.PackageError as e:
-        pytest.skip(f"Debian packages unavailable: {e}")
+        pytest.fail(f"the Debian packages could not be fetched: {e}", pytrace=False)
     print(report.summary())
     return report, out
 
@@ -44,7 +45,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[builder.Report, Pat
 @pytest.fixture(scope="module")
 def unpacked(built: tuple[builder.Report, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("cpio") is None:
-        pytest.skip("cpio missing")
+        pytest.fail("cpio missing (apt-get install cpio)")
     root = tmp_path_factory.mktemp("root")
     data = gzip.decompress(built[1].read_bytes())
     subprocess.run(["cpio", "-idm", "--quiet"], input=data, cwd=root, check=True)
@@ -124,7 +125,7 @@ def test_module_order_dependencies_first(unpacked: Path,
 
 def test_python_runs_in_chroot(unpacked: Path) -> None:
     if os.geteuid() != 0:
-        pytest.skip("chroot needs root")
+        pytest.skip("host: chroot needs root")
     code = ("import sys; sys.path.insert(0, '/usr/lib/cloudboot'); import cloudboot.init.main; "
             "import zlib, ctypes, json; print('OK', zlib.crc32(b'cloudboot'), sys.flags.isolated)")
     proc = subprocess.run(["chroot", str(unpacked), "/usr/bin/python3.11", "-IS", "-c", code],
@@ -162,13 +163,14 @@ STANDIN = textwrap.dedent("""\
 
 @pytest.mark.boot
 def test_boots_under_qemu(tmp_path: Path) -> None:
-    qemu = shutil.which("qemu-system-x86_64")
-    if ARCH.name != "x86_64" or qemu is None:
-        pytest.skip("needs qemu-system-x86_64 on an x86_64 host")
+    if ARCH.name != "x86_64":
+        pytest.skip("host: boots the x86_64 kernel; this host is not x86_64")
+    need_tools("qemu-system-x86_64")
+    qemu = str(shutil.which("qemu-system-x86_64"))
     kroot = _kernel_root()
     vmlinuz = sorted((kroot / "boot").glob("vmlinuz-*"))
     if not vmlinuz:
-        pytest.skip(f"no vmlinuz in {kroot}/boot")
+        pytest.fail(f"no vmlinuz in {kroot}/boot")
     pkg = tmp_path / "src" / "cbstandin"
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
@@ -194,8 +196,9 @@ def test_boots_under_qemu(tmp_path: Path) -> None:
 def test_guest_disk_code_runs_in_chroot(unpacked: Path, tmp_path: Path) -> None:
     """Run the guest's GPT and superblock readers inside the packed runtime on a real disk image:
     catches modules the import walk cannot see (codecs looked up by name, e.g. UTF-16-LE)."""
-    if os.geteuid() != 0 or shutil.which("sgdisk") is None or shutil.which("mkfs.ext4") is None:
-        pytest.skip("needs root, sgdisk and mkfs.ext4")
+    if os.geteuid() != 0:
+        pytest.skip("host: chroot needs root")
+    need_tools("sgdisk", "mkfs.ext4")
     disk = unpacked / "disk.img"
     try:
         with open(disk, "wb") as f:

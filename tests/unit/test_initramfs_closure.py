@@ -22,7 +22,7 @@ def tree() -> pyruntime.Tree:
         for pkg in pyruntime.BASE_PACKAGES:
             t.add_package(pkg)
     except debpkg.PackageError as e:
-        pytest.skip(f"Debian python packages unavailable: {e}")
+        pytest.fail(f"the Debian python packages could not be fetched: {e}", pytrace=False)
     return t
 
 

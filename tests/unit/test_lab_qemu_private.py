@@ -58,11 +58,12 @@ def test_lanes_say_exactly_what_is_missing() -> None:
 
 
 def _assembled(arch: str) -> qemu_private.Installed:
-    _, name = qemu_private.PRIVATE_BINARIES[arch]
-    if not any((t / "usr/bin" / name).is_file() for t in qemu_private.base_dir().glob("*")):
-        pytest.skip(f"private QEMU for {arch} not assembled here (run "
-                    "tests/e2e/test_arches_bootstrap.py, which fetches it)")
-    return qemu_private.ensure(arch)
+    """The private QEMU and its firmware, fetched into the suite's cache on first use."""
+    try:
+        qemu_private.ensure_firmware(arch)
+        return qemu_private.ensure(arch)
+    except qemu_private.PrivateQemuError as e:
+        pytest.fail(f"private QEMU for {arch} could not be assembled: {e}", pytrace=False)
 
 
 @pytest.mark.parametrize("arch", ["riscv64", "loongarch64"])

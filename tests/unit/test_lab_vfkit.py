@@ -95,7 +95,7 @@ def test_what_vz_cannot_do_is_refused() -> None:
             build_command(_quickstart(nic), STORE, LOG)
 
 
-@pytest.mark.skipif(platform.system() == "Darwin", reason="checks the non-macOS refusal")
+@pytest.mark.skipif(platform.system() == "Darwin", reason="host: checks the non-macOS refusal")
 def test_elsewhere_vfkit_cells_are_not_run_with_the_reason(tmp_path: Path) -> None:
     reason = unavailable_reason()
     assert reason is not None and reason.startswith(NOT_RUN_REASON)

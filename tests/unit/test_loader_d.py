@@ -15,6 +15,7 @@ import pytest
 
 from cloudboot.loader import netconfig
 from cloudboot.loader.netconfig import NetConfig, NetConfigError, embed_config, read_config
+from tests.helpers import need_tools
 
 ROOT = Path(__file__).resolve().parents[2]
 LOADER = ROOT / "loader"
@@ -22,7 +23,11 @@ CC = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 FLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-g"]
 HAVE_CLANG = shutil.which("clang") is not None and shutil.which("lld-link") is not None
 
-pytestmark = pytest.mark.skipif(CC is None, reason="no host C compiler (apt-get install gcc)")
+
+@pytest.fixture(autouse=True)
+def _compilers() -> None:
+    need_tools("cc", "clang", "lld-link")
+
 
 
 def _sanitizers(tmp: Path) -> list[str]:
@@ -184,8 +189,6 @@ def test_blocks_that_are_missing_twice_or_foreign() -> None:
         NetConfig.make("x:1", "a/b")
 
 
-@pytest.mark.skipif(not HAVE_CLANG, reason="clang/lld-link missing: python -m "
-                    "cloudboot.hostdeps ensure tests")
 @pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
 def test_real_loader_carries_one_block(arch: str) -> None:
     from cloudboot.loader.compile import build_loader
@@ -199,7 +202,6 @@ def test_real_loader_carries_one_block(arch: str) -> None:
     assert read_config(filled) == cfg and len(filled) == len(efi)
 
 
-@pytest.mark.skipif(not HAVE_CLANG, reason="clang/lld-link missing")
 def test_build_d_media_writes_an_esp_with_the_loader(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "boot.iso"
@@ -231,7 +233,6 @@ def _loader_from_image(image: Path) -> bytes:
     raise AssertionError("no ESP with /EFI/BOOT/BOOTX64.EFI")
 
 
-@pytest.mark.skipif(not HAVE_CLANG, reason="clang/lld-link missing")
 def test_cli_build_path_d(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from cloudboot.cli import main
 

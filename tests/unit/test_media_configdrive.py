@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,9 +16,6 @@ from cloudboot.media import configdrive
 from cloudboot.media.configdrive import ConfigDriveError, InstanceMetadata
 
 GOLDEN = Path(__file__).parent / "golden" / "configdrive-files.json"
-
-pytestmark = pytest.mark.skipif(shutil.which("xorriso") is None,
-                                reason="xorriso missing: python -m cloudboot.hostdeps ensure tests")
 
 MD = InstanceMetadata(
     uuid="6c1fd3b4-4b0e-4bb4-9a8e-2f0a3a0b5e11",

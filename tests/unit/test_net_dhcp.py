@@ -19,12 +19,15 @@ from pathlib import Path
 import pytest
 
 from cloudboot.init import dhcp, net
+from tests.helpers import host_only, need_tools
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("dnsmasq") is None
-    and not Path("/usr/sbin/dnsmasq").exists(),
-    reason="needs root, iproute2 and dnsmasq (network namespaces)")
+pytestmark = host_only(os.geteuid() != 0, "network namespaces need root")
+
+
+@pytest.fixture(autouse=True)
+def _tools() -> None:
+    need_tools("ip", "dnsmasq")
 
 CLIENT = """
 import json, sys

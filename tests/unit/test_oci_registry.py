@@ -30,8 +30,6 @@ from cloudboot.oci.push import push_artifact, push_index, push_plan
 from cloudboot.oci.ref import parse_ref
 from lab import registry as labreg
 
-pytestmark = pytest.mark.skipif(labreg.available() is not None,
-                                reason=str(labreg.available()))
 AMD64 = Platform("linux", "amd64")
 
 

@@ -17,8 +17,6 @@ from cloudboot.oci.ref import parse_ref
 from lab import registry as labreg
 from lab.token_service import SERVICE, TokenService
 
-pytestmark = pytest.mark.skipif(labreg.available() is not None,
-                                reason=str(labreg.available()))
 AMD64 = Platform("linux", "amd64")
 USERS = {"fleet": "t0ken-pass"}
 

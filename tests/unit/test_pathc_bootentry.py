@@ -9,15 +9,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import virt.firmware.efi.bootentry as bootentry_mod  # type: ignore[import-untyped]
 
 from cloudboot.efi import bootvars, efivarfs, loadopt
 from cloudboot.efi.guid import EFI_GLOBAL_VARIABLE as G
 from cloudboot.init import bootentry
 from cloudboot.init.gptread import GptPartition, read_gpt
 from cloudboot.media import cachedisk
-
-bootentry_mod = pytest.importorskip("virt.firmware.efi.bootentry",
-                                    reason="virt-firmware is a dev dependency")
 
 PART = GptPartition(1, "c12a7328-f81f-11d2-ba4b-00a0c93ec93b",
                     "0ea965ad-b721-4c8d-b92d-148614ca572c", "cloud-boot-cache", 2048, 522239)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cloudboot.init import pid1, staging
+from tests.helpers import need_tools
 
 
 def pe_image(machine: int = 0x8664, size: int = 300_000) -> bytes:
@@ -100,16 +100,14 @@ def test_remove_all_removes_only_staged_files(tmp_path: Path) -> None:
 # --- a real FAT, loop-mounted read-write ------------------------------------------------------
 def _vfat_available() -> str | None:
     if os.geteuid() != 0:
-        return "needs root to loop-mount a FAT image"
-    for tool in ("losetup", "mkfs.vfat", "fsck.vfat"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed"
+        return "host: needs root to loop-mount a FAT image"
+    need_tools("losetup", "mkfs.vfat", "fsck.vfat")
     subprocess.run(["modprobe", "vfat"], capture_output=True, check=False)
     if "vfat" not in Path("/proc/filesystems").read_text().split():
-        return (f"the host kernel ({os.uname().release}) has no vfat driver; the guest-side "
+        return (f"host: the host kernel ({os.uname().release}) has no vfat driver; the guest-side "
                 "vfat staging is covered by the Path C e2e cells")
     if not Path("/dev/loop-control").exists():
-        return "no loop devices (/dev/loop-control missing)"
+        return "host: no loop devices (/dev/loop-control missing)"
     return None
 
 
@@ -165,7 +163,7 @@ def test_full_fat_is_refused_clearly(fat, tmp_path: Path) -> None:  # type: igno
 def test_full_file_system_is_refused_clearly(tmp_path: Path) -> None:
     """A real small file system (a 4 MiB tmpfs) that cannot take the kernel."""
     if os.geteuid() != 0:
-        pytest.skip("needs root to mount a tmpfs")
+        pytest.skip("host: needs root to mount a tmpfs")
     mnt = tmp_path / "small"
     mnt.mkdir()
     pid1.mount("tmpfs", str(mnt), "tmpfs", 0, "size=4m")

@@ -217,7 +217,7 @@ def test_full_esp_fails_before_writing(tmp_path: Path) -> None:
     mnt = tmp_path / "small"
     mnt.mkdir()
     if os.geteuid() != 0 or os.system(f"mount -t tmpfs -o size=4m cbtest {mnt}") != 0:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
+        pytest.skip("host: cannot mount a small tmpfs here (needs root)")
     try:
         x86 = get_arch("x86_64")
         stub, kernel = real_parts(x86)
@@ -280,7 +280,7 @@ def test_inspect_lists_a_staged_uki_on_a_cache_disk(tmp_path: Path) -> None:
     from cloudboot.media import cachedisk
 
     if shutil.which("mcopy") is None:
-        pytest.skip("mtools is not installed (python -m cloudboot.hostdeps ensure tests)")
+        pytest.fail("mtools is not installed (python -m cloudboot.hostdeps ensure tests)")
     x86 = get_arch("x86_64")
     stub, kernel = real_parts(x86)
     initrd = write_initrd(tmp_path / "initrd.img", 1 << 20)
