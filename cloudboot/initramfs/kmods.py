@@ -73,7 +73,9 @@ def decompress(path: Path) -> bytes:
         if tool is None:
             raise KernelModuleError(f"{path}: zstd-compressed module, but the zstd tool is not "
                                     "installed (apt-get install zstd)")
-        proc = subprocess.run([tool, "-dc", str(path)], capture_output=True, check=False)
+        # through stdin: zstd skips a symlink given by name ("is a symbolic link, ignoring"),
+        # and a merged kernel root (split packages) is a tree of symlinks
+        proc = subprocess.run([tool, "-dcq"], input=data, capture_output=True, check=False)
         if proc.returncode:
             raise KernelModuleError(f"{path}: zstd -d failed: {proc.stderr.decode()[-300:]}")
         return proc.stdout
