@@ -3,6 +3,9 @@
 Debian's kernel .deb carries no modules.dep (depmod runs at install time), so dependencies come
 from each module's own `.modinfo` (`depends=`, `softdep=`), which is what depmod would use;
 a modules.dep beside the modules is preferred when present.
+
+Load order: dependencies first; where hard dependencies leave a choice, the kernel's own
+modules.order (its link order, shipped in the .deb) decides, never the order of `depends=`.
 """
 
 from __future__ import annotations
@@ -137,6 +140,7 @@ class KernelTree:
                     self.paths.setdefault(modname(f), rel)
         self.builtin = self._builtin()
         self._dep_file = self._read_dep_file()
+        self._link_order = self._read_link_order()
         self._info: dict[str, list[tuple[str, str]]] = {}
         self._data: dict[str, bytes] = {}
 
@@ -164,6 +168,21 @@ class KernelTree:
                 mod, _, rest = line.partition(":")
                 deps[modname(mod)] = [modname(d) for d in rest.split()]
         return deps
+
+    def _read_link_order(self) -> dict[str, int]:
+        f = self.dir / "modules.order"
+        if not f.is_file():
+            return {}
+        order: dict[str, int] = {}
+        for line in f.read_text().splitlines():
+            if line.strip():
+                order.setdefault(modname(line.strip()), len(order))
+        return order
+
+    def link_rank(self, name: str) -> tuple[int, str]:
+        """Where `name` stands in the kernel's modules.order (its link order, the order its
+        initcalls would run in if built in); modules it does not list come after, by name."""
+        return self._link_order.get(name, len(self._link_order)), name
 
     def data(self, name: str) -> bytes:
         if name not in self._data:
@@ -246,6 +265,56 @@ class KernelTree:
         return {a: tuple(m) for a, m in index.items()}
 
 
+def _load_order(tree: KernelTree, root: str, loaded: set[str]) -> list[str]:
+    """`root` and every module it needs (hard deps, pre/post softdeps) that is not `loaded`,
+    each after what it needs; where that leaves a choice, the first in modules.order.
+
+    Not the order `depends=` lists a module's dependencies in: modpost writes them in the order
+    it met the undefined symbols, which says nothing about load order. Debian's 6.1 cloud
+    kernels list "virtio,virtio_ring" for virtio_blk and "virtio_ring,...,virtio" for
+    virtio_pci; in 6.1.176 neither of the two needs the other (in 6.1.192 virtio needs
+    virtio_ring's virtio_break_device), so there the order hung on which module was asked for
+    first. modules.order is the kernel's link order (shipped in the .deb, the order the
+    initcalls would run in if built in): with it 6.1.176 gives what depmod + modprobe give
+    (virtio, virtio_ring, virtio_pci_modern_dev, virtio_pci_legacy_dev, virtio_pci), and it
+    changes only when the kernel's Makefiles do. Since only "what must come before what"
+    counts, the result is the same from modinfo's direct deps as from a modules.dep's
+    transitive lists, in whatever order they come."""
+    if root in loaded:
+        return []
+    need: dict[str, set[str]] = {}  # module -> hard deps (not loaded yet)
+    soft: dict[str, set[str]] = {}  # module -> modules its softdeps put before it
+    stack: list[tuple[str, tuple[str, ...]]] = [(root, (root,))]
+    while stack:
+        name, chain = stack.pop()
+        if name in need:
+            continue
+        pre, post = tree.softdeps(name)
+        hard = []
+        for dep in tree.depends(name):
+            if dep in tree.paths:
+                hard.append(dep)
+            elif not tree.is_builtin(dep):
+                raise KernelModuleError(f"{name} (via {' -> '.join(chain)}) depends on {dep}, "
+                                        f"which is not in {tree.dir}")
+        need[name] = set(hard) - loaded
+        soft.setdefault(name, set()).update(pre)
+        for later in post:
+            soft.setdefault(later, set()).add(name)
+        stack += [(d, chain + (d,)) for d in (*hard, *pre, *post)
+                  if d not in loaded and d not in need]
+    order: list[str] = []
+    pending = set(need)
+    while pending:
+        ready = [n for n in pending if not need[n] & pending and not soft.get(n, set()) & pending]
+        # softdeps may form a cycle (pre/post pairs); hard deps never do (depmod refuses them)
+        ready = ready or [n for n in pending if not need[n] & pending]
+        first = min(ready, key=tree.link_rank)
+        order.append(first)
+        pending.remove(first)
+    return order
+
+
 ALIAS_INDEX_VERSION = 1
 # module directory -> alias -> modules: the unpacked kernel packages never change in place
 # (each version unpacks into its own directory), so the index lives as long as the process.
@@ -254,35 +323,15 @@ _ALIAS_INDEXES: dict[str, dict[str, tuple[str, ...]]] = {}
 
 def select(kernel_root: Path, names: tuple[str, ...] | list[str] = DEFAULT_MODULES,
            version: str | None = None) -> ModuleSet:
-    """The requested modules plus dependencies, in a safe load order (dependencies first)."""
+    """The requested modules plus dependencies, in a safe load order (dependencies first):
+    each requested module in turn, with what it needs that is not in the list yet."""
     tree = KernelTree(kernel_root, version)
     result = ModuleSet(tree.version)
     order: list[str] = []
-    state: dict[str, str] = {}
-
-    def visit(name: str, chain: tuple[str, ...]) -> None:
-        if state.get(name) == "done":
-            return
-        if state.get(name) == "active":
-            return  # softdep cycles exist (pre/post pairs); hard deps are acyclic
-        state[name] = "active"
-        pre, post = tree.softdeps(name)
-        for dep in pre + tree.depends(name):
-            if dep not in tree.paths:
-                if tree.is_builtin(dep):
-                    continue
-                raise KernelModuleError(f"{name} (via {' -> '.join(chain)}) depends on {dep}, "
-                                        f"which is not in {tree.dir}")
-            visit(dep, chain + (dep,))
-        state[name] = "done"
-        order.append(name)
-        for dep in post:
-            visit(dep, chain + (dep,))
-
     for raw in names:
         name = modname(raw)
         if name in tree.paths:
-            visit(name, (name,))
+            order += _load_order(tree, name, set(order))
         elif tree.is_builtin(name):
             result.builtin.append(name)
         else:
