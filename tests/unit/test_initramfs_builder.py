@@ -94,12 +94,14 @@ def test_layout(unpacked: Path, built: tuple[builder.Report, Path]) -> None:
     assert all((moddir / rel).is_file() for rel in order)
 
 
-def test_module_order_dependencies_first(unpacked: Path,
-                                         built: tuple[builder.Report, Path]) -> None:
-    moddir = unpacked / "lib/modules" / built[0].kernel_version
+def test_module_order_dependencies_first(unpacked: Path, built: tuple[builder.Report, Path],
+                                         tmp_path: Path) -> None:
+    version = built[0].kernel_version
+    moddir = unpacked / "lib/modules" / version
     base = [kmods.modname(p) for p in (moddir / kmods.ORDER_FILE).read_text().split()]
     pos = {n: i for i, n in enumerate(base)}
-    assert pos["virtio_ring"] < pos["virtio"] < pos["virtio_pci"] < pos["virtio_blk"]
+    # virtio needs virtio_ring only from 6.1.192 on; the drivers need both in every kernel.
+    assert max(pos["virtio_ring"], pos["virtio"]) < pos["virtio_pci"] < pos["virtio_blk"]
     assert pos["fat"] < pos["vfat"]
     assert pos["cdrom"] < pos["sr_mod"]
     # File-system modules load later, on demand: each group is its own order file, loaded
@@ -112,8 +114,14 @@ def test_module_order_dependencies_first(unpacked: Path,
     for fs, names in order.items():
         assert fs in names or f"/{fs}.ko" in builtin, fs  # Debian builds ext4 in
         assert len(names) == len(set(names)), fs
+    # The oracle is the real depmod, run on a copy of the packed modules (not the
+    # modules.dep the builder wrote itself).
+    need_tools("depmod")
+    shutil.copytree(moddir, tmp_path / "lib/modules" / version, symlinks=True)
+    (tmp_path / "lib/modules" / version / "modules.dep").unlink()
+    subprocess.run(["depmod", "-b", str(tmp_path), version], check=True, capture_output=True)
     deps = {}
-    for line in (moddir / "modules.dep").read_text().splitlines():
+    for line in (tmp_path / "lib/modules" / version / "modules.dep").read_text().splitlines():
         mod, _, rest = line.partition(":")
         deps[kmods.modname(mod)] = [kmods.modname(d) for d in rest.split()]
     for fs, names in order.items():
