@@ -37,12 +37,37 @@ def cmd_build_b(args: argparse.Namespace) -> int:
 
 
 def cmd_build_d(args: argparse.Namespace) -> int:
+    """`cloudboot build --path d --registry H:P --repo R (--tag T|--digest D) [--cmdline C]
+    [--insecure] [--arch A] -o boot.iso`: prints what it wrote."""
+    from cloudboot.loader.compile import LoaderBuildError
+    from cloudboot.loader.netconfig import NetConfig, NetConfigError, build_d_loader, write_media
+
+    arch = args.arch or host_arch()
+    ignored = [f"--{n.replace('_', '-')}" for n in ("kernel", "initramfs", "stub", "plan",
+                                                    "plan_file", "target", "exit", "uki")
+               if getattr(args, n, None)]
+    if ignored:
+        raise LoaderCliError(f"--path d builds the network loader; {', '.join(ignored)} "
+                             "belong to Path A/C")
+    if not getattr(args, "registry", None) or not getattr(args, "repo", None):
+        raise LoaderCliError("--path d needs --registry HOST:PORT and --repo REPOSITORY "
+                             "(and --tag T or --digest sha256:…)")
     try:
-        from cloudboot.loader.netconfig import build_d_media  # written with Path D
-    except ImportError as e:
-        raise LoaderCliError(f"--path d is not available in this tree ({e})") from None
-    result = build_d_media(args)
-    return result if isinstance(result, int) else 0
+        cfg = NetConfig.make(args.registry, args.repo, tag=getattr(args, "tag", None),
+                             digest=getattr(args, "digest", None), cmdline=args.cmdline,
+                             insecure=bool(getattr(args, "insecure", False)))
+        efi = build_d_loader(arch, cfg)
+        out = Path(getattr(args, "iso", None) or "boot.iso")
+        size = write_media(arch, efi, out)
+    except (NetConfigError, LoaderBuildError, OSError) as e:
+        raise LoaderCliError(str(e)) from None
+    scheme = "http" if cfg.insecure else "https"
+    sep = "@" if cfg.reference.startswith("sha256:") else ":"
+    print(f"{out}: {size / 1e6:.1f} MB boot image ({arch.name}), Path D loader "
+          f"{len(efi) / 1e3:.0f} KB as \\EFI\\BOOT\\{arch.efi_boot_file}")
+    print(f"  pulls {scheme}://{cfg.registry}/{cfg.repository}{sep}{cfg.reference}")
+    print(f"  cmdline: {cfg.cmdline or '(the artifact cmdline layer)'}")
+    return 0
 
 
 def cmd_vars_set(args: argparse.Namespace) -> int:

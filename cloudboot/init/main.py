@@ -17,16 +17,12 @@ Standard library only.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import cloudboot
 from cloudboot.arch import host_arch
 from cloudboot.init import (
     blockdev,
@@ -34,99 +30,38 @@ from cloudboot.init import (
     discover,
     events,
     kernelimage,
-    kexec,
     modules,
     mount,
     pid1,
 )
+from cloudboot.init.boot import (
+    EMBEDDED_PLAN,
+    VERSION,
+    Boot,
+    Handoff,
+    Options,
+    Source,
+)
 from cloudboot.init.errors import Fatal
+from cloudboot.init.handoff import hand_off
 
 if TYPE_CHECKING:
     from cloudboot.init import (
-        bootentry,
-        cacheesp,
         menu,
         netboot,  # network, metadata, OCI plans and targets
         ocitarget,
         reboot_sink,
-        staging,
     )
 else:  # loaded on first use: a disk boot through kexec needs none of them
     from cloudboot.init.lazy import LazyModule
 
-    bootentry = LazyModule("cloudboot.init.bootentry")
-    cacheesp = LazyModule("cloudboot.init.cacheesp")
     menu = LazyModule("cloudboot.init.menu")
     netboot = LazyModule("cloudboot.init.netboot")
     ocitarget = LazyModule("cloudboot.init.ocitarget")
     reboot_sink = LazyModule("cloudboot.init.reboot_sink")
-    staging = LazyModule("cloudboot.init.staging")
 
-VERSION: str = getattr(cloudboot, "__version__", "0.1.0")
-TARGET_DIR = Path("/run/cloudboot/target")
-WORK_DIR = Path("/run/cloudboot")
-EMBEDDED_PLAN = Path("/etc/cloud-boot/plan.hcl")
-DRY_RUN = "dry run: would hand off "  # + JSON {exit, kernel, initrd, cmdline, version}
 USAGE = ("usage: cloudboot-init [--cmdline TEXT] [--root DIR] [--plan FILE] [--mnt DIR] "
          "[--dry-run]")
-
-
-@dataclass
-class Options:
-    """How this run was started: PID 1 in the guest, or a test/host run."""
-
-    pid1: bool = False
-    cmdline_text: str | None = None
-    root: Path | None = None
-    plan: Path | None = None
-    mnt: Path = TARGET_DIR
-    dry_run: bool = False
-    sys_root: Path = Path("/sys")  # where block devices are listed (the cache ESP search)
-    dev_root: Path = Path("/dev")
-
-
-@dataclass
-class Source:
-    """Where the target kernel comes from: a filesystem on a block device."""
-
-    origin: str  # "cmdline" | "plan" | "--root"
-    target: str | None = None  # plan target name
-    device: str | None = None  # cloudboot.disk= spec
-    fs: str | None = None
-    kernel: str | None = None
-    initrd: str | None = None
-    cmdline: str | None = None  # the plan target's command line
-    oci: list[tuple[str, str]] = field(default_factory=list)  # (slot, ref): an OCI target
-
-
-@dataclass
-class Handoff:
-    """Everything the exit sink needs."""
-
-    kernel: Path
-    initrd: Path | None
-    cmdline: str
-    version: str
-    source: str  # how the kernel was found: "override", "bls", "boot-dir", …
-    mountpoint: Path | None = None  # unmounted before the jump
-    target: str | None = None  # plan target name; names the Path C entry and files
-
-
-@dataclass
-class Boot:
-    """State of one run; `stage` is the failure category unexpected errors get."""
-
-    opts: Options
-    ev: events.Events
-    cfg: cmdline.BootConfig = field(default_factory=cmdline.BootConfig)
-    stage: str = "init-plan"
-    text: str = ""  # the command line as read (metadata overrides are appended to it)
-    facts: Any = None  # net.NetFacts once the network is up
-    registry: Any = None  # oci.Registry, shared by plan and target pulls
-    plan_dns: list[str] = field(default_factory=list)  # the plan's `dns = [...]`
-    metadata_dns: bool = False  # metadata set cloudboot.dns: it outranks the plan's
-    menu_shown: bool = False  # the user chose the target: a failure goes back to the menu
-    menu_wait: bool = False  # after a failure the menu waits for a choice (no countdown)
 
 
 def parse_argv(argv: list[str]) -> Options:
@@ -341,86 +276,13 @@ def chain_cmdline(boot: Boot, src: Source, cand: discover.KernelCandidate, root:
     return line.strip(), origin
 
 
-# --- exit sinks -----------------------------------------------------------------------------
-def sink_kexec(boot: Boot, h: Handoff) -> None:
-    """Path A: load, unmount, jump. Returns only by raising Fatal."""
-    start = time.monotonic()
-    try:
-        image = kexec.load(h.kernel, h.initrd, h.cmdline, WORK_DIR)
-    except kexec.KexecRefused as e:
-        why = f"{e.what} of {h.kernel} refused: {e.name} ({os.strerror(e.errno or 0)})"
-        reboot_sink.fall_back_to_reboot(boot, h, why)
-        raise Fatal("handoff", why) from e
-    except (OSError, ValueError) as e:  # unreadable file, corrupt compressed kernel
-        raise Fatal("handoff", f"cannot prepare {h.kernel} for kexec: {e}") from e
-    boot.ev.emit("kexec-load", kernel=str(h.kernel), loaded=str(image),
-                 initrd=str(h.initrd) if h.initrd else None, cmdline=h.cmdline,
-                 seconds=round(time.monotonic() - start, 3))
-    if h.mountpoint is not None:
-        try:
-            mount.umount(h.mountpoint)
-        except OSError as e:
-            boot.ev.log(f"warning: {e} (continuing: the mount is read-only)")
-    try:
-        kexec.execute()
-    except kexec.KexecRefused as e:
-        if h.kernel.exists():  # the target fs may be unmounted by now
-            reboot_sink.fall_back_to_reboot(boot, h, str(e))
-        raise Fatal("handoff", f"{e}") from e
-
-
-def sink_reboot(boot: Boot, h: Handoff) -> None:
-    """Path C (cloudboot/init/reboot_sink.py), loaded only on the boots that take it."""
-    reboot_sink.sink_reboot(boot, h)
-
-
-# Exit name (cloudboot.exit=) -> sink.
-sinks: dict[str, Callable[[Boot, Handoff], None]] = {"kexec": sink_kexec, "reboot": sink_reboot}
-
-
-def hand_off(boot: Boot, h: Handoff) -> int:
-    """Run the sink of cloudboot.exit= (a dry run prints what it would do). Returns 0 only
-    for a dry run; otherwise it hands off or raises Fatal."""
-    cfg, opts, ev = boot.cfg, boot.opts, boot.ev
-    boot.stage = "handoff"
-    sink = sinks.get(cfg.exit)
-    if sink is None:
-        raise Fatal("handoff", f"cloudboot.exit={cfg.exit}: no sink for it")
-    if opts.dry_run:
-        plan = {"exit": cfg.exit, "kernel": str(h.kernel),
-                "initrd": str(h.initrd) if h.initrd else None, "cmdline": h.cmdline,
-                "version": h.version}
-        ev.log(DRY_RUN + json.dumps(plan, separators=(",", ":")))
-        return 0
-    if not opts.pid1:  # a host run must never load a kernel or reboot the host
-        raise Fatal("handoff", "not PID 1: refusing to hand off (use --dry-run)")
-    sink(boot, h)
-    raise Fatal("handoff", f"the {cfg.exit} sink returned without handing off")
-
-
-# --- network sources (cloudboot/init/netboot.py and ocitarget.py do the work) ----------------
-def network(boot: Boot) -> cmdline.BootConfig:
-    """Link up (PID 1 only: a host run uses the host's network), then metadata overrides;
-    returns the command-line settings with the overrides applied."""
-    boot.stage = "init-network"
-    if boot.opts.pid1:
-        boot.facts = netboot.bring_up(boot.cfg, boot.ev)
-    cfg = netboot.apply_metadata(boot.cfg, boot.text, boot.ev)
-    boot.metadata_dns = cfg.dns != boot.cfg.dns
-    if boot.plan_dns:  # an embedded plan, read before the network came up
-        netboot.use_plan_dns(boot)
-    boot.registry = netboot.registry(cfg, boot.ev.log)
-    boot.stage = "init-plan"
-    return cfg
-
-
 def oci_source(boot: Boot, target: Any) -> Source:
     """A plan target whose kernel/initrd come from OCI refs (slots in override order)."""
     slots = [("index", target.index)] if target.index else []
     slots += [("kernel", target.kernel)] if target.kernel else []
     slots += [("initrd", r) for r in target.initrd] + [("modules", r) for r in target.modules]
     if boot.registry is None:  # an embedded plan with an OCI target: bring the network up now
-        boot.cfg = network(boot)
+        boot.cfg = netboot.network(boot)
     return Source("plan", target=target.name, cmdline=target.cmdline, oci=slots)
 
 
@@ -461,7 +323,7 @@ def prepare(boot: Boot) -> None:
 
     boot.text = text
     if netboot.needs_network(cfg):
-        cfg = boot.cfg = network(boot)
+        cfg = boot.cfg = netboot.network(boot)
 
     if cfg.reset:
         if not opts.pid1:

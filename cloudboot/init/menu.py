@@ -26,7 +26,7 @@ from cloudboot.init import cmdline
 from cloudboot.init.errors import Fatal
 
 if TYPE_CHECKING:
-    from cloudboot.init.main import Boot
+    from cloudboot.init.boot import Boot
 
 DEFAULT_PROMPT = "Boot which target?"
 INPUT_CONSOLES = ("ttyS0", "ttyAMA0", "hvc0", "tty1")

@@ -1,8 +1,9 @@
 """The network half of cloudboot-init: link up, metadata overrides, plans and targets from
 OCI registries (DESIGN §3 "network → metadata overrides → plan → target").
 
-main.py calls these in order; each turns its module's errors into Fatal with the right
-category (network trouble: init-network; a plan or artifact that is wrong: init-plan).
+main.py calls these in order (network() runs the first three for a boot); each turns its
+module's errors into Fatal with the right category (network trouble: init-network; a plan or
+artifact that is wrong: init-plan).
 Standard library only: runs as PID 1 in the bootstrap initramfs.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloudboot.arch import host_arch
 from cloudboot.init import cmdline, events, materialise, metadata, net
@@ -20,6 +21,9 @@ from cloudboot.oci.client import OCIError, Registry
 from cloudboot.oci.manifest import Platform
 from cloudboot.oci.pull import fetch_plan
 from cloudboot.oci.ref import is_oci_ref, parse_ref
+
+if TYPE_CHECKING:
+    from cloudboot.init.boot import Boot
 
 __all__ = ["is_oci_ref", "parse_ref"]  # re-exported for main.py
 
@@ -80,6 +84,21 @@ def apply_metadata(cfg: cmdline.BootConfig, text: str, ev: events.Events,
     ev.emit("metadata", url=md.url, keys=sorted(md.overrides), error=md.error,
             bytes=md.bytes, seconds=round(time.monotonic() - t0, 3))
     return new
+
+
+def network(boot: Boot) -> cmdline.BootConfig:
+    """Link up (PID 1 only: a host run uses the host's network), then metadata overrides;
+    returns the command-line settings with the overrides applied."""
+    boot.stage = "init-network"
+    if boot.opts.pid1:
+        boot.facts = bring_up(boot.cfg, boot.ev)
+    cfg = apply_metadata(boot.cfg, boot.text, boot.ev)
+    boot.metadata_dns = cfg.dns != boot.cfg.dns
+    if boot.plan_dns:  # an embedded plan, read before the network came up
+        use_plan_dns(boot)
+    boot.registry = registry(cfg, boot.ev.log)
+    boot.stage = "init-plan"
+    return cfg
 
 
 def use_plan_dns(boot: Any, resolv: Path | None = None) -> bool:

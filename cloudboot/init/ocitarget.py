@@ -4,8 +4,9 @@ Loaded by main.py only on boots whose target comes from a registry."""
 from __future__ import annotations
 
 from cloudboot.init import cmdline, kernelimage, netboot
+from cloudboot.init.boot import Boot, Handoff, Source
 from cloudboot.init.errors import Fatal
-from cloudboot.init.main import Boot, Handoff, Source, hand_off, network
+from cloudboot.init.handoff import hand_off
 
 
 def run_oci(boot: Boot, src: Source) -> int:
@@ -13,7 +14,7 @@ def run_oci(boot: Boot, src: Source) -> int:
     ev, cfg, opts = boot.ev, boot.cfg, boot.opts
     boot.stage = "init-network"
     if boot.registry is None:
-        boot.cfg = cfg = network(boot)
+        boot.cfg = cfg = netboot.network(boot)
     # /run/cloudboot/oci in the guest; beside --mnt on host runs
     pulled = netboot.pull_target(boot.registry, src.oci, opts.mnt.parent / "oci", ev)
     boot.stage = "init-plan"

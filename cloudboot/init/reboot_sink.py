@@ -16,7 +16,7 @@ from cloudboot.init import bootentry, cacheesp, mount, pid1, staging, ukistage
 from cloudboot.init.errors import Fatal
 
 if TYPE_CHECKING:
-    from cloudboot.init.main import Boot, Handoff
+    from cloudboot.init.boot import Boot, Handoff
 
 ESP_MNT = Path("/run/cloudboot/cache-esp")
 

@@ -2,13 +2,13 @@
 
 The network loader (`loader/d`) carries a fixed-size configuration block in its data section,
 found by the magic `CLOUDBOOT-D-CFG1` (layout in `loader/d/config.h`). `embed_config` fills it
-in after compilation; `build_d_media` compiles the loader, embeds the configuration and writes
-boot media with it as `\\EFI\\BOOT\\BOOT<ARCH>.EFI` (what `cloudboot build --path d` calls).
+in after compilation; `build_d_loader` compiles the loader and embeds the configuration, and
+`write_media` writes boot media with it as `\\EFI\\BOOT\\BOOT<ARCH>.EFI` (what
+`cloudboot build --path d` calls).
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import re
 import struct
@@ -16,7 +16,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloudboot.arch import Arch, get_arch, host_arch
+from cloudboot.arch import Arch
 from cloudboot.fsutil import atomic_output
 
 MAGIC = b"CLOUDBOOT-D-CFG1"
@@ -154,39 +154,3 @@ def build_d_loader(arch: Arch | str, cfg: NetConfig) -> bytes:
 
     cfg.validate()
     return embed_config(build_loader(arch, "d").read_bytes(), cfg)
-
-
-def build_d_media(args: argparse.Namespace) -> int:
-    """`cloudboot build --path d --registry H:P --repo R (--tag T|--digest D) [--cmdline C]
-    [--insecure] [--arch A] -o boot.iso`: prints what it wrote; NetConfigError on bad input."""
-    from cloudboot.loader.compile import LoaderBuildError
-
-    try:
-        arch = args.arch if isinstance(args.arch, Arch) else (
-            get_arch(args.arch) if args.arch else host_arch())
-        ignored = [f"--{n.replace('_', '-')}" for n in ("kernel", "initramfs", "stub", "plan",
-                                                        "plan_file", "target", "exit", "uki")
-                   if getattr(args, n, None)]
-        if ignored:
-            raise NetConfigError(f"--path d builds the network loader; {', '.join(ignored)} "
-                                 "belong to Path A/C")
-        if not getattr(args, "registry", None) or not getattr(args, "repo", None):
-            raise NetConfigError("--path d needs --registry HOST:PORT and --repo REPOSITORY "
-                                 "(and --tag T or --digest sha256:…)")
-        cfg = NetConfig.make(args.registry, args.repo, tag=getattr(args, "tag", None),
-                             digest=getattr(args, "digest", None), cmdline=args.cmdline,
-                             insecure=bool(getattr(args, "insecure", False)))
-        efi = build_d_loader(arch, cfg)
-        out = Path(getattr(args, "iso", None) or "boot.iso")
-        size = write_media(arch, efi, out)
-    except (NetConfigError, LoaderBuildError, OSError) as e:
-        from cloudboot.cli_loader import LoaderCliError  # the CLI prints it as one line
-
-        raise LoaderCliError(str(e)) from None
-    scheme = "http" if cfg.insecure else "https"
-    sep = "@" if cfg.reference.startswith("sha256:") else ":"
-    print(f"{out}: {size / 1e6:.1f} MB boot image ({arch.name}), Path D loader "
-          f"{len(efi) / 1e3:.0f} KB as \\EFI\\BOOT\\{arch.efi_boot_file}")
-    print(f"  pulls {scheme}://{cfg.registry}/{cfg.repository}{sep}{cfg.reference}")
-    print(f"  cmdline: {cfg.cmdline or '(the artifact cmdline layer)'}")
-    return 0

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from cloudboot.build import BuildError
+from cloudboot.init import boot as boot_state
+from cloudboot.init import handoff
 from cloudboot.init import main as init_main
 from cloudboot.init.errors import Fatal
 from cloudboot.init.events import Events, parse_line
@@ -50,14 +52,14 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[dict
     rc = init_main.main(list(argv))
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0] == f"cloudboot-init {init_main.VERSION} starting"
+    assert lines[0] == f"cloudboot-init {boot_state.VERSION} starting"
     evs = [e for e in map(parse_line, lines) if e is not None]
     assert evs[0]["phase"] == "init-start" and evs[0]["pid1"] is False
     assert sum(e["phase"] == "fatal" for e in evs) == (0 if rc == 0 else 1)
     dry = None
     for line in lines:
-        if line.startswith("cloudboot: " + init_main.DRY_RUN):
-            dry = json.loads(line[len("cloudboot: " + init_main.DRY_RUN):])
+        if line.startswith("cloudboot: " + boot_state.DRY_RUN):
+            dry = json.loads(line[len("cloudboot: " + boot_state.DRY_RUN):])
     return rc, evs, dry
 
 
@@ -174,13 +176,13 @@ def test_host_run_never_hands_off(kernel: Path, tmp_path: Path,
 
 def test_reboot_sink_without_cache_esp_is_a_handoff_fatal(tmp_path: Path) -> None:
     (tmp_path / "sys" / "class" / "block").mkdir(parents=True)  # a machine with no disks
-    boot = init_main.Boot(init_main.Options(sys_root=tmp_path / "sys"), Events([]))
-    h = init_main.Handoff(tmp_path / "k", None, "x", "1", "override")
+    boot = boot_state.Boot(boot_state.Options(sys_root=tmp_path / "sys"), Events([]))
+    h = boot_state.Handoff(tmp_path / "k", None, "x", "1", "override")
     with pytest.raises(Fatal) as err:
-        init_main.sinks["reboot"](boot, h)
+        handoff.sinks["reboot"](boot, h)
     assert err.value.category == "handoff"
     assert "no cache ESP" in err.value.message and "cloudboot cache-disk" in err.value.message
-    assert set(init_main.sinks) == {"kexec", "reboot"}
+    assert set(handoff.sinks) == {"kexec", "reboot"}
 
 
 def test_plan_disk_target(kernel: Path, tmp_path: Path,
@@ -277,4 +279,4 @@ def test_a_failed_menu_choice_goes_back_to_the_menu(kernel: Path, tmp_path: Path
     assert len(fatals) == 1 and fatals[0]["category"] == "init-disk"
     assert "back to the menu" in out
     assert timeouts == [5, 0]  # the second menu waits for a choice
-    assert "cloudboot: " + init_main.DRY_RUN in out
+    assert "cloudboot: " + boot_state.DRY_RUN in out

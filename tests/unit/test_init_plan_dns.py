@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+from cloudboot.init import boot as boot_state
 from cloudboot.init import main as init_main
 from cloudboot.init import net, netboot
 from cloudboot.init.events import PREFIX, Events
@@ -20,8 +21,8 @@ target "t" {
 '''
 
 
-def _boot(tmp_path: Path, out: io.StringIO) -> init_main.Boot:
-    boot = init_main.Boot(init_main.Options(sys_root=tmp_path / "sys"), Events([out]))
+def _boot(tmp_path: Path, out: io.StringIO) -> boot_state.Boot:
+    boot = boot_state.Boot(boot_state.Options(sys_root=tmp_path / "sys"), Events([out]))
     boot.facts = net.NetFacts("eth0", "52:54:00:12:34:56", "10.0.2.15", 24, "10.0.2.2",
                               ["10.0.2.3"], None, "dhcp")
     return boot

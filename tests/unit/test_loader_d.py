@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from cloudboot import cli_loader
+from cloudboot.arch import get_arch
 from cloudboot.loader import netconfig
 from cloudboot.loader.netconfig import NetConfig, NetConfigError, embed_config, read_config
 from tests.helpers import need_tools
@@ -205,10 +207,11 @@ def test_real_loader_carries_one_block(arch: str) -> None:
 def test_build_d_media_writes_an_esp_with_the_loader(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "boot.iso"
-    args = argparse.Namespace(arch="x86_64", registry="10.0.2.2:5000", repo="debian/bookworm",
+    args = argparse.Namespace(arch=get_arch("x86_64"), registry="10.0.2.2:5000",
+                              repo="debian/bookworm",
                               tag=None, digest="sha256:" + "a" * 64, cmdline="console=ttyS0",
                               insecure=True, iso=str(out))
-    assert netconfig.build_d_media(args) == 0
+    assert cli_loader.cmd_build_d(args) == 0
     said = capsys.readouterr().out
     assert "pulls http://10.0.2.2:5000/debian/bookworm@sha256:" + "a" * 64 in said
     efi = _loader_from_image(out)

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from cloudboot.cli import main as cli_main
+from cloudboot.init import boot as boot_state
 from cloudboot.init import main as init_main
 from cloudboot.init import materialise
 from cloudboot.oci import mediatypes as mt
@@ -268,13 +269,13 @@ target "b" {{
             "--mnt", str(tmp_path / "target"), "--dry-run"]
     assert init_main.main(argv) == 0
     out = capsys.readouterr().out
-    dry = json.loads(out.split(init_main.DRY_RUN, 1)[1].splitlines()[0])
+    dry = json.loads(out.split(boot_state.DRY_RUN, 1)[1].splitlines()[0])
     assert dry["cmdline"] == "root=LABEL=x ro"  # no plan cmdline: the cmdline layer's
     assert Path(dry["kernel"]).read_bytes() == files["vmlinuz"].read_bytes()
     assert '"phase":"plan-fetched"' in out and '"found_by":"oci"' in out
     argv[1] += " cloudboot.target=b"
     assert init_main.main(argv) == 0
-    dry = json.loads(capsys.readouterr().out.split(init_main.DRY_RUN, 1)[1].splitlines()[0])
+    dry = json.loads(capsys.readouterr().out.split(boot_state.DRY_RUN, 1)[1].splitlines()[0])
     assert dry["cmdline"] == f"root=LABEL=b reg={reg.host}"
 
 
