@@ -1,6 +1,6 @@
 """Sessions: tests (unit + fast boot smoke), e2e, matrix, bench, lint.
 
-Each session first installs the host packages it needs (python -m cloudboot.hostdeps).
+Each session first installs the host packages it needs (python -m cloudboot.debian.hostdeps).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ PYTHON = "python3"
 
 def _setup(session: nox.Session, job: str) -> None:
     session.install("-e", ".[dev]")
-    session.run("python", "-m", "cloudboot.hostdeps", "ensure", job)
+    session.run("python", "-m", "cloudboot.debian.hostdeps", "ensure", job)
     if job in ("tests", "matrix"):
         # After hostdeps (libvirt-dev, pkg-config): the binding builds from source. If it
         # cannot, the libvirt cells report "not run" with the reason instead of failing.

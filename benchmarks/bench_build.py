@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from cloudboot.arch import get_arch
-from cloudboot.build import BuildRequest, build, default_kernel, default_stub
+from cloudboot.bootstrap.build import BuildRequest, build, default_kernel, default_stub
 from cloudboot.initramfs.builder import default_initramfs
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))

@@ -1,7 +1,7 @@
 """The lab's riscv64, loongarch64 and armv7 lanes: their bootstrap parts plus lab-only extras.
 
 Where a lane's kernel, systemd-stub and initramfs Python come from is cloudboot's own table
-(cloudboot/archsources.py), so `cloudboot build --arch X` and the lab build the same UKI from
+(cloudboot/bootstrap/archsources.py), so `cloudboot build --arch X` and the lab build the same UKI from
 the same cached packages. This module adds what only the lab needs: the arch's static busybox,
 a probe initramfs printing PROBE_MARKER (proves firmware → stub → kernel → /init with nothing of
 cloudboot) and `build_lane_iso`.
@@ -13,9 +13,9 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloudboot import archsources
 from cloudboot.arch import Arch, get_arch
-from cloudboot.build import BuildRequest, build
+from cloudboot.bootstrap import archsources
+from cloudboot.bootstrap.build import BuildRequest, build
 from cloudboot.fsutil import atomic_output
 from cloudboot.media import cpio
 
@@ -28,7 +28,7 @@ LaneGap = archsources.ArchSourceError
 
 @dataclass(frozen=True)
 class Lane(archsources.ArchSources):
-    """A cloudboot.archsources table entry with the lab's extras."""
+    """A cloudboot.bootstrap.archsources table entry with the lab's extras."""
 
     def busybox(self) -> Path:
         a = get_arch(self.arch)

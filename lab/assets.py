@@ -9,7 +9,7 @@ An `Asset(name, url, sha256, size)` lands in `~/.cache/cloudboot/assets/<sha256>
 
 Debian packages are not pinned here: apt verifies them against the archive's signed indexes.
 `debian_package(package, release)` fetches one from another Debian release (e.g. trixie's
-firmware on a bookworm host) through cloudboot/aptsuites.py's private apt root and gives the .deb's
+firmware on a bookworm host) through cloudboot/debian/aptsuites.py's private apt root and gives the .deb's
 sha256 for the results' provenance.
 
 Distro cloud images are declared in CLOUD_IMAGES; `cloud.debian.org` does not resolve on the
@@ -210,7 +210,7 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-# --- Debian packages from another release (cloudboot/aptsuites.py: apt with a private root) ----
+# --- Debian packages from another release (cloudboot/debian/aptsuites.py: apt with a private root) ----
 class PackageError(AssetError):
     pass
 
@@ -218,7 +218,7 @@ class PackageError(AssetError):
 def debian_package(package: str, release: str) -> tuple[Path, str]:
     """(unpacked tree, "sha256:…" of the .deb) for an architecture-independent package of
     another Debian release, fetched with apt (verified by the release's signed index)."""
-    from cloudboot import aptsuites
+    from cloudboot.debian import aptsuites
 
     try:
         suite = aptsuites.get_suite(release)

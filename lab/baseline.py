@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cloudboot.arch import get_arch
-from cloudboot.build import BuildRequest, build
+from cloudboot.bootstrap.build import BuildRequest, build
 from lab.accel import select_accel
 from lab.arch_lanes import LANES, get_lane
 from lab.firmware import select_firmware

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloudboot import archsources
+from cloudboot.bootstrap import archsources
 from lab.cells import ALL_DISTROS, DISTROS, PATHS, Cell
 from lab.profiles import PROFILES, Profile
 
@@ -221,7 +221,7 @@ def tool_checks() -> list[Check]:
 
 def lane_distro(arch: str) -> str:
     """The release a lane boots: the suite its bootstrap kernel comes from
-    (cloudboot/archsources.py: riscv64 trixie, loongarch64 forky), else (the host's apt) the
+    (cloudboot/bootstrap/archsources.py: riscv64 trixie, loongarch64 forky), else (the host's apt) the
     lab's first stable release."""
     suite = archsources.for_arch(arch).kernel_suite
     return next((d for d, r in ALL_DISTROS.items() if r == suite), next(iter(DISTROS)))

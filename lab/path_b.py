@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloudboot.arch import get_arch
-from cloudboot.cli import main as cloudboot_main
+from cloudboot.cli.main import main as cloudboot_main
 from cloudboot.efi import varstore
 from cloudboot.loader.media import build_b_media, esp_disk
 from lab import console
@@ -129,8 +129,9 @@ def run_path_b(cell: Cell, workdir: Path, *, target: str | None = "ext4:",
 def uki_disk(cell: Cell, workdir: Path, name: str) -> Path:
     """A GPT disk whose ESP holds \\EFI\\Linux\\<name>.efi: a UKI of the target image's own
     kernel + initrd (Debian's systemd-stub) with root=UUID=… in its .cmdline."""
-    from cloudboot import __version__, uki
-    from cloudboot.build import default_stub
+    from cloudboot import __version__
+    from cloudboot.bootstrap.build import default_stub
+    from cloudboot.pe import uki
 
     arch = get_arch(cell.arch)
     image = debian.build(cell.release, cell.fs.split("-")[0], cell.arch)

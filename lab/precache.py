@@ -45,7 +45,7 @@ def _runnable(cells: Iterable[Cell]) -> list[Cell]:
 def precache(cells: Iterable[Cell], report: Callable[[str], None] = _progress
              ) -> dict[str, str]:
     from cloudboot.arch import get_arch
-    from cloudboot.build import default_initramfs, default_kernel, default_stub
+    from cloudboot.bootstrap.build import default_initramfs, default_kernel, default_stub
     from lab.assets import debian_deb_digest, sha256_file
     from lab.firmware import select_firmware, with_editable_vars
     from lab.images import debian

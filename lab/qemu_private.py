@@ -2,7 +2,7 @@
 
 riscv64 EDK2 (separate CODE/VARS pflash banks) and loongarch64 EDK2 need QEMU >= 8.1; bookworm
 ships 7.2 and four engineers boot x86_64 guests on it, so it is never upgraded. Instead the
-backports .debs are fetched with apt through a private apt root (cloudboot/aptsuites.py),
+backports .debs are fetched with apt through a private apt root (cloudboot/debian/aptsuites.py),
 unpacked into the cloudboot cache and assembled into one small tree:
 
     <cache>/qemu-private/<version>/usr/bin/qemu-system-{riscv64,loongarch64}
@@ -28,7 +28,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloudboot import aptsuites
+from cloudboot.debian import aptsuites
 from cloudboot.fsutil import cache_root
 
 QEMU_SUITE = "bookworm-backports"

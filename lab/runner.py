@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloudboot.arch import get_arch
-from cloudboot.build import BuildRequest, build
+from cloudboot.bootstrap.build import BuildRequest, build
 from lab import console, qemu_private
 from lab.accel import select_accel
 from lab.cells import Cell, CellResult, Stopwatch, file_digest

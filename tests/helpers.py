@@ -38,7 +38,7 @@ def not_root() -> bool:
     return os.geteuid() != 0
 
 
-INSTALL = "python -m cloudboot.hostdeps ensure tests installs it"
+INSTALL = "python -m cloudboot.debian.hostdeps ensure tests installs it"
 
 
 def need_tools(*tools: str) -> None:
@@ -50,13 +50,13 @@ def need_tools(*tools: str) -> None:
 
 
 def debian_kernel(arch: Arch | None = None) -> Path:
-    from cloudboot.build import default_kernel
+    from cloudboot.bootstrap.build import default_kernel
 
     return default_kernel(arch or get_arch("x86_64"))
 
 
 def debian_stub(arch: Arch | None = None) -> Path:
-    from cloudboot.build import default_stub
+    from cloudboot.bootstrap.build import default_stub
 
     return default_stub(arch or get_arch("x86_64"))
 
@@ -121,7 +121,7 @@ def require_bootstrap_initramfs(lane):  # noqa: ANN001, ANN201 - lab.arch_lanes.
 def require_lane(profile_name: str) -> None:
     """Fail, saying what to install, when the host lacks the QEMU binary or the UEFI firmware
     of the profile's lane (system-QEMU lanes: x86_64, aarch64, armv7, vz): the set-up installs
-    both for every lane (cloudboot.hostdeps.LANES)."""
+    both for every lane (cloudboot.debian.hostdeps.LANES)."""
     from lab.firmware import FirmwareError, select_firmware
     from lab.profiles import get_profile
 

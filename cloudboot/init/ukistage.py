@@ -4,7 +4,7 @@ The EFI stubs of the armv7, riscv64 and loongarch64 Debian kernels ignore `initr
 load options (DESIGN §7), so the split form (kernel + initrd + `initrd=` in the Boot####)
 boots those kernels without their initrd. There the firmware starts one file that carries
 everything: the bootstrap's own systemd-stub with the target kernel, initrd, command line and
-os-release appended as sections (`cloudboot.uki.layout` + `stream`, the same code
+os-release appended as sections (`cloudboot.pe.uki.layout` + `stream`, the same code
 `cloudboot build` uses), staged as `\\EFI\\Linux\\<safe>-uki.efi` (staging.stage_uki).
 
 The stub: `cloudboot build` appends a small newc cpio holding STUB_PATH to the bootstrap
@@ -40,8 +40,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloudboot import pe, uki
+from cloudboot import pe
 from cloudboot.arch import Arch
+from cloudboot.pe import uki
 
 STUB_PATH = Path("/usr/lib/cloudboot/stub.efi")
 FORMS = ("auto", "uki", "split")

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cloudboot
-from cloudboot import debpkg
 from cloudboot.arch import Arch
+from cloudboot.debian import debpkg
 from cloudboot.fsutil import atomic_output, cache_dir, file_lock
 from cloudboot.initramfs import closure as closure_mod
 from cloudboot.initramfs import foreignpyc, kmods, layers, pyruntime

@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cloudboot import debpkg
 from cloudboot.arch import Arch
+from cloudboot.debian import debpkg
 from cloudboot.initramfs import elf
 
 PY_VERSION = "3.11"  # the default runtime's (bookworm's) Python

@@ -67,7 +67,7 @@ def _tool(*names: str) -> str:
             return path
     raise LoaderBuildError(
         f"{names[0]} not found (install Debian's clang and lld: "
-        f"python -m cloudboot.hostdeps ensure tests)")
+        f"python -m cloudboot.debian.hostdeps ensure tests)")
 
 
 def sources(program: str, arch: str | None = None) -> list[Path]:

@@ -141,7 +141,7 @@ def _xorriso() -> str:
     path = shutil.which("xorriso")
     if path is None:
         raise ConfigDriveError("xorriso is not installed (apt-get install xorriso; "
-                               "python -m cloudboot.hostdeps ensure tests)")
+                               "python -m cloudboot.debian.hostdeps ensure tests)")
     return path
 
 

@@ -20,7 +20,7 @@ BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 # Arches whose Debian binaries the host's qemu-user-static (7.2) cannot run: Debian's loong64
 # is built for LSX (128-bit SIMD), which qemu-loongarch64 emulates from QEMU 8.1 on; 7.2 dies
 # with SIGILL on forky's busybox. For these bookworm-backports' qemu-user (QEMU 10, the one
-# cloudboot.archsources.qemu_user fetches) is registered as a handler of our own,
+# cloudboot.bootstrap.archsources.qemu_user fetches) is registered as a handler of our own,
 # PRIVATE_HANDLER_PREFIX + arch, and the system handler of the same arch is disabled
 # (the kernel tries the newest registration first; a stale 7.2 one must not win).
 PRIVATE_USER_ARCHES = ("loongarch64",)
@@ -113,8 +113,8 @@ def ensure_binfmt(arch: str | Arch) -> str:
 
 def private_user_binary(arch: Arch) -> Path:
     """bookworm-backports' qemu-<arch> (qemu-user, static): the one the initramfs builder runs
-    a suite's Python with (cloudboot.archsources.qemu_user)."""
-    from cloudboot import archsources
+    a suite's Python with (cloudboot.bootstrap.archsources.qemu_user)."""
+    from cloudboot.bootstrap import archsources
 
     try:
         return archsources.qemu_user(arch.name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cloudboot.arch import get_arch
-from cloudboot.build import BuildRequest, build
+from cloudboot.bootstrap.build import BuildRequest, build
 from lab.accel import select_accel
 from lab.firmware import select_firmware
 from lab.hypervisors.qemu import Disk, QemuVM, VMSpec

@@ -156,7 +156,7 @@ def test_openstack_aarch64_disk_from_metadata(path: str, tmp_path: Path, record_
 
 def _loader_toolchain() -> None:
     if shutil.which("clang") is None or shutil.which("lld-link") is None:
-        pytest.fail("clang/lld-link missing (python -m cloudboot.hostdeps ensure tests)")
+        pytest.fail("clang/lld-link missing (python -m cloudboot.debian.hostdeps ensure tests)")
 
 
 def test_openstack_path_b_loader_as_the_glance_image(tmp_path: Path, image: debian.TargetImage,

@@ -32,7 +32,7 @@ TIMEOUT = 420.0
 
 def _require(arch: str) -> None:
     if shutil.which("clang") is None or shutil.which("lld-link") is None:
-        pytest.fail("clang/lld-link missing (python -m cloudboot.hostdeps ensure tests)")
+        pytest.fail("clang/lld-link missing (python -m cloudboot.debian.hostdeps ensure tests)")
     require_lane(arch)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudboot.cli import main as cloudboot_main
+from cloudboot.cli.main import main as cloudboot_main
 from cloudboot.efi import varstore
 from cloudboot.efi.loadopt import staged_paths
 from lab.cells import Cell

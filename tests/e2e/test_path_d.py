@@ -26,7 +26,7 @@ if labreg.available():
     pytestmark.append(pytest.mark.skip(reason=str(labreg.available())))
 if shutil.which("clang") is None or shutil.which("lld-link") is None:
     pytestmark.append(pytest.mark.skip(reason="clang/lld-link missing: python -m "
-                                              "cloudboot.hostdeps ensure tests"))
+                                              "cloudboot.debian.hostdeps ensure tests"))
 
 SMOKE = {"qemu-x86_64-D-debian-12-ext4"}
 CELLS = [Cell("qemu", "x86_64", "D", "debian-12", fs) for fs in ("ext4", "xfs", "btrfs")]

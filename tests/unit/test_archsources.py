@@ -1,4 +1,4 @@
-"""cloudboot/archsources.py: which suite gives each arch's bootstrap UKI its kernel, stub and
+"""cloudboot/bootstrap/archsources.py: which suite gives each arch's bootstrap UKI its kernel, stub and
 Python; the errors when a part cannot be had; `cloudboot build` taking exactly those parts.
 
 Real Debian packages (cached under ~/.cache/cloudboot; fetched from Debian's mirror with apt
@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from cloudboot import aptsuites, archsources, build, pe
+from cloudboot import pe
 from cloudboot.arch import get_arch
-from cloudboot.cli import main
+from cloudboot.bootstrap import archsources, build
+from cloudboot.cli.main import main
+from cloudboot.debian import aptsuites
 from cloudboot.fsutil import cache_root
 from cloudboot.initramfs import pyruntime
 from lab.arch_lanes import LANES, LaneGap, get_lane

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cloudboot import debpkg
 from cloudboot.arch import get_arch, host_arch
+from cloudboot.debian import debpkg
 from lab.images import foreign
 
 ARM64 = get_arch("arm64")
@@ -62,7 +62,7 @@ def arm64_loader() -> Path:
         pytest.skip("host: enabling binfmt_misc handlers needs root")
     if shutil.which("update-binfmts") is None or not Path("/usr/libexec/qemu-binfmt").is_dir():
         pytest.fail("qemu-user-static and binfmt-support are not installed "
-                    "(python -m cloudboot.hostdeps ensure matrix)")
+                    "(python -m cloudboot.debian.hostdeps ensure matrix)")
     try:
         root = debpkg.unpacked("libc6", "arm64")
     except debpkg.PackageError as e:

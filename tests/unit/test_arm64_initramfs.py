@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cloudboot import debpkg
 from cloudboot.arch import get_arch, host_arch
+from cloudboot.debian import debpkg
 from cloudboot.initramfs import builder, elf
 from lab.images import foreign
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cloudboot import debpkg
 from cloudboot.arch import get_arch
+from cloudboot.debian import debpkg
 from cloudboot.init import fdt, kexec_arm64
 from tests.helpers import dump_virt_dtb
 

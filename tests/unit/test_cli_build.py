@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 
-from cloudboot.cli import main
-from cloudboot.inspect import inspect_path
+from cloudboot.cli.inspect import inspect_path
+from cloudboot.cli.main import main
 from tests.helpers import debian_kernel, marker_initramfs, need_tools
 
 

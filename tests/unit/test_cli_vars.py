@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudboot.cli import main
+from cloudboot.cli.main import main
 from cloudboot.efi import loadopt, varstore
 
 OVMF_VARS_4M = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")

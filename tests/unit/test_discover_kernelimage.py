@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from cloudboot import debpkg
+from cloudboot.debian import debpkg
 from cloudboot.init import kernelimage, version
 from cloudboot.init.kernelimage import KernelImageError
 from tests.helpers import debian_stub

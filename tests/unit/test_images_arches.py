@@ -158,7 +158,7 @@ def test_loong64_binary_runs_through_the_private_qemu_user() -> None:
     qemu-user-static 7.2 dies on it with SIGILL."""
     if os.geteuid() != 0:
         pytest.skip("host: registering a binfmt_misc handler needs root")
-    from cloudboot import aptsuites
+    from cloudboot.debian import aptsuites
 
     try:
         root = aptsuites.unpacked(aptsuites.get_suite("forky"), "busybox-static", "loong64")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudboot.build import BuildError
+from cloudboot.bootstrap.build import BuildError
 from cloudboot.init import boot as boot_state
 from cloudboot.init import handoff
 from cloudboot.init import main as init_main

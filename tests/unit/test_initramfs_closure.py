@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cloudboot import debpkg
 from cloudboot.arch import host_arch
+from cloudboot.debian import debpkg
 from cloudboot.initramfs import builder, closure, elf, pyruntime
 
 ARCH = host_arch()

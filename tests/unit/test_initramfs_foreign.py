@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from cloudboot import aptsuites
 from cloudboot.arch import get_arch
+from cloudboot.debian import aptsuites
 from cloudboot.initramfs import builder, closure, elf, foreignpyc, pyruntime
 from lab.arch_lanes import LaneGap, get_lane
 

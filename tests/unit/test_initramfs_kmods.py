@@ -22,15 +22,15 @@ from pathlib import Path
 
 import pytest
 
-from cloudboot import aptsuites, debpkg
 from cloudboot.arch import host_arch
+from cloudboot.debian import aptsuites, debpkg
 from cloudboot.initramfs import kmods
 
 ARCH = host_arch()
 # (suite, package, Debian arch): amd64 whatever the host, since the modules are only read,
 # decompressed and given to depmod here, never loaded.
 XZ_KERNEL = ("trixie", "linux-image-cloud-amd64", "amd64")
-INSTALL = "python -m cloudboot.hostdeps ensure tests installs it"
+INSTALL = "python -m cloudboot.debian.hostdeps ensure tests installs it"
 
 
 def tool(name: str) -> str:

@@ -200,7 +200,7 @@ def test_cached_walk_round_trip_and_rejects(tree: pyruntime.Tree, tmp_path: Path
 
 @pytest.fixture(scope="module")
 def riscv_tree() -> pyruntime.Tree:
-    from cloudboot import archsources
+    from cloudboot.bootstrap import archsources
 
     try:
         runtime = archsources.TABLE["riscv64"].python_runtime()
@@ -283,7 +283,7 @@ def test_foreign_layers_cold_then_warm(riscv_tree: pyruntime.Tree, tmp_path: Pat
 def test_alias_index_is_stored_by_listing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every build of a suite kernel's initramfs read the aliases of all ~3000 modules (40 s
     of xz under load); the index now sits in the cache, keyed by the module listing."""
-    from cloudboot import debpkg
+    from cloudboot.debian import debpkg
 
     arch = get_arch("x86_64")
     try:

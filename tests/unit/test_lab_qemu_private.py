@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudboot import aptsuites
+from cloudboot.debian import aptsuites
 from lab import qemu_private
 from lab.arch_lanes import LANES, LaneGap, get_lane
 from lab.firmware import select_firmware

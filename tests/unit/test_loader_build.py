@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cloudboot.arch import get_arch
-from cloudboot.cli import main
+from cloudboot.cli.main import main
 from cloudboot.efi import varstore
 from cloudboot.loader import compile as loader_compile
 from cloudboot.loader.compile import LoaderBuildError, build_loader

@@ -230,7 +230,7 @@ def test_pe_check(harness: Path, tmp_path: Path) -> None:
     from cloudboot.loader.compile import build_loader
 
     if shutil.which("clang") is None or shutil.which("lld-link") is None:
-        pytest.fail("clang/lld-link missing (python -m cloudboot.hostdeps ensure tests)")
+        pytest.fail("clang/lld-link missing (python -m cloudboot.debian.hostdeps ensure tests)")
     assert run(harness, "pe", str(build_loader("x86_64", "b"))) == "efi 8664\n"
     assert run(harness, "pe", str(build_loader("aarch64", "b"))) == "not-efi aa64\n"
     junk = tmp_path / "junk"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from cloudboot import cli_loader
 from cloudboot.arch import get_arch
+from cloudboot.cli import loader as cli_loader
 from cloudboot.loader import netconfig
 from cloudboot.loader.netconfig import NetConfig, NetConfigError, embed_config, read_config
 from tests.helpers import need_tools
@@ -237,7 +237,7 @@ def _loader_from_image(image: Path) -> bytes:
 
 
 def test_cli_build_path_d(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from cloudboot.cli import main
+    from cloudboot.cli.main import main
 
     out = tmp_path / "d.img"
     assert main(["build", "--path", "d", "--arch", "arm64", "--registry", "10.0.2.2:5000",

@@ -86,7 +86,7 @@ def _tool(*names: str) -> str:
         path = shutil.which(n)
         if path:
             return path
-    pytest.fail(f"{names[0]} missing (python -m cloudboot.hostdeps ensure tests)")
+    pytest.fail(f"{names[0]} missing (python -m cloudboot.debian.hostdeps ensure tests)")
 
 
 def _vectors(bits: int, edges: list[int], randoms: int) -> list[tuple[int, int]]:

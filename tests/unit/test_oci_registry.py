@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudboot.cli import main as cli_main
+from cloudboot.cli.main import main as cli_main
 from cloudboot.init import boot as boot_state
 from cloudboot.init import main as init_main
 from cloudboot.init import materialise

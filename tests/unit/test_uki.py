@@ -1,8 +1,9 @@
 import pefile
 import pytest
 
-from cloudboot import pe, uki
+from cloudboot import pe
 from cloudboot.arch import get_arch
+from cloudboot.pe import uki
 from tests.helpers import debian_kernel, debian_stub
 
 X86 = get_arch("x86_64")

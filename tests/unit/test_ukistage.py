@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from cloudboot import pe, uki
+from cloudboot import pe
 from cloudboot.arch import Arch, get_arch
-from cloudboot.build import STUB_PATH, stub_overlay
+from cloudboot.bootstrap.build import STUB_PATH, stub_overlay
 from cloudboot.init import bootentry, cmdline, staging, ukistage
 from cloudboot.init.gptread import GptPartition
+from cloudboot.pe import uki
 
 ARCHES = ("x86_64", "aarch64", "armv7", "riscv64", "loongarch64")
 CMDLINE = "root=UUID=00fcfd1b-a610-5f60-b825-1495e0a27318 ro console=ttyS0"
@@ -275,12 +276,12 @@ def test_inspect_lists_a_staged_uki_on_a_cache_disk(tmp_path: Path) -> None:
     import shutil
     import subprocess
 
+    from cloudboot.cli.inspect import inspect_path
     from cloudboot.init.gptread import read_gpt
-    from cloudboot.inspect import inspect_path
     from cloudboot.media import cachedisk
 
     if shutil.which("mcopy") is None:
-        pytest.fail("mtools is not installed (python -m cloudboot.hostdeps ensure tests)")
+        pytest.fail("mtools is not installed (python -m cloudboot.debian.hostdeps ensure tests)")
     x86 = get_arch("x86_64")
     stub, kernel = real_parts(x86)
     initrd = write_initrd(tmp_path / "initrd.img", 1 << 20)

@@ -2,7 +2,7 @@
 
 The host runs bookworm, whose apt gives x86_64 and aarch64 everything (the cloud kernel,
 systemd-stub 252, Python 3.11). Three arches need other suites (private apt roots,
-cloudboot/aptsuites.py):
+cloudboot/debian/aptsuites.py):
 
 | arch        | kernel                                | systemd-stub | initramfs Python      |
 |-------------|---------------------------------------|--------------|-----------------------|
@@ -26,8 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloudboot import aptsuites, debpkg
 from cloudboot.arch import Arch, get_arch
+from cloudboot.debian import aptsuites, debpkg
 from cloudboot.initramfs import pyruntime
 
 # qemu-user for running a suite's interpreter on the host (compiling its .pyc).
@@ -53,7 +53,7 @@ def _fetch_error(arch: str, suite: str, package: str, debian_arch: str, cause: E
     else:
         known = aptsuites.SUITES.get(suite)
         where = (f"Debian {suite} (private apt root {known.root()})" if known else
-                 f"Debian {suite} (no private apt root of that name in cloudboot/aptsuites.py)")
+                 f"Debian {suite} (no private apt root of that name in cloudboot/debian/aptsuites.py)")
         what = (f"check that {aptsuites.MIRROR} is reachable (CLOUDBOOT_DEBIAN_MIRROR names "
                 f"another mirror) and that Debian {suite} has {package} for {debian_arch}")
         if known:

@@ -1,6 +1,6 @@
 """Install the host packages cloudboot and its lab need (Debian/Ubuntu), and say what is missing.
 
-`python -m cloudboot.hostdeps ensure tests|matrix|build` installs what the named job needs with
+`python -m cloudboot.debian.hostdeps ensure tests|matrix|build` installs what the named job needs with
 apt-get (as root, or through `sudo -n`), then checks that every required command is present.
 It prints one line per package it could not install, with apt's reason, and exits non-zero
 only when something the job cannot run without is missing.
@@ -47,7 +47,7 @@ BUILD = [
 # foreign runtimes' closures), so `tests` installs exactly what `matrix` does; a test never
 # skips for a package this table could have installed. riscv64 and loongarch64 need nothing
 # here: their QEMU 10, firmware and packages come through private apt roots into the cache
-# (lab/qemu_private.py, cloudboot/aptsuites.py) when a test or cell first asks.
+# (lab/qemu_private.py, cloudboot/debian/aptsuites.py) when a test or cell first asks.
 LANES: dict[str, list[Need]] = {
     "x86_64": [
         Need("qemu-system-x86", "qemu-system-x86_64"),
@@ -216,7 +216,7 @@ def ensure(job: str, *, quiet: bool = False) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cloudboot.hostdeps")
+    p = argparse.ArgumentParser(prog="python -m cloudboot.debian.hostdeps")
     sub = p.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("ensure")
     e.add_argument("job", choices=sorted(JOBS))

@@ -7,10 +7,7 @@ import sys
 from pathlib import Path
 
 from cloudboot.arch import host_arch
-
-
-class LoaderCliError(Exception):
-    """One line for the user; cli.py turns it into its CliError."""
+from cloudboot.cli.errors import CliError
 
 
 def cmd_build_b(args: argparse.Namespace) -> int:
@@ -22,12 +19,12 @@ def cmd_build_b(args: argparse.Namespace) -> int:
                                                     "plan_file", "target", "exit", "uki")
                if getattr(args, n, None)]
     if ignored:
-        raise LoaderCliError(f"--path b builds the native loader; {', '.join(ignored)} "
+        raise CliError(f"--path b builds the native loader; {', '.join(ignored)} "
                              "belong to Path A/C (set the target with `cloudboot vars set`)")
     try:
         media = build_b_media(arch, Path(args.iso), cmdline=args.cmdline)
     except (LoaderBuildError, MediaError, OSError) as e:
-        raise LoaderCliError(str(e)) from None
+        raise CliError(str(e)) from None
     what = "hybrid ISO" if media.kind == "iso" else "GPT disk with one ESP"
     print(f"{media.path}: {media.size / 1e6:.1f} MB {what} ({arch.name}), Path B loader "
           f"\\EFI\\BOOT\\{arch.efi_boot_file} ({media.loader.stat().st_size} bytes)")
@@ -47,10 +44,10 @@ def cmd_build_d(args: argparse.Namespace) -> int:
                                                     "plan_file", "target", "exit", "uki")
                if getattr(args, n, None)]
     if ignored:
-        raise LoaderCliError(f"--path d builds the network loader; {', '.join(ignored)} "
+        raise CliError(f"--path d builds the network loader; {', '.join(ignored)} "
                              "belong to Path A/C")
     if not getattr(args, "registry", None) or not getattr(args, "repo", None):
-        raise LoaderCliError("--path d needs --registry HOST:PORT and --repo REPOSITORY "
+        raise CliError("--path d needs --registry HOST:PORT and --repo REPOSITORY "
                              "(and --tag T or --digest sha256:…)")
     try:
         cfg = NetConfig.make(args.registry, args.repo, tag=getattr(args, "tag", None),
@@ -60,7 +57,7 @@ def cmd_build_d(args: argparse.Namespace) -> int:
         out = Path(getattr(args, "iso", None) or "boot.iso")
         size = write_media(arch, efi, out)
     except (NetConfigError, LoaderBuildError, OSError) as e:
-        raise LoaderCliError(str(e)) from None
+        raise CliError(str(e)) from None
     scheme = "http" if cfg.insecure else "https"
     sep = "@" if cfg.reference.startswith("sha256:") else ":"
     print(f"{out}: {size / 1e6:.1f} MB boot image ({arch.name}), Path D loader "
@@ -73,7 +70,7 @@ def cmd_build_d(args: argparse.Namespace) -> int:
 def cmd_vars_set(args: argparse.Namespace) -> int:
     try:
         return _vars_set(args)
-    except LoaderCliError as e:
+    except CliError as e:
         print(f"cloudboot vars set: error: {e}", file=sys.stderr)
         return 1
 
@@ -87,12 +84,12 @@ def _vars_set(args: argparse.Namespace) -> int:
         if value is None:
             continue
         if not value or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-            raise LoaderCliError(f"{name} {value!r}: empty or holds control characters")
+            raise CliError(f"{name} {value!r}: empty or holds control characters")
         if len(value.encode("utf-8")) > 1000:
-            raise LoaderCliError(f"{name}: {len(value.encode())} bytes; the loader reads at "
+            raise CliError(f"{name}: {len(value.encode())} bytes; the loader reads at "
                                  "most 1000")
     if not path.is_file():
-        raise LoaderCliError(f"{path}: no such vars file")
+        raise CliError(f"{path}: no such vars file")
     try:
         for name, value in changes:
             if value is not None:
@@ -105,9 +102,9 @@ def _vars_set(args: argparse.Namespace) -> int:
             store.save()
             print(f"{path}: CloudBootMark cleared")
     except varstore.VarStoreError as e:
-        raise LoaderCliError(str(e)) from None
+        raise CliError(str(e)) from None
     except (OSError, ValueError) as e:
-        raise LoaderCliError(f"{path}: {e}") from None
+        raise CliError(f"{path}: {e}") from None
     return 0
 
 

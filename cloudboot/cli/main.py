@@ -9,10 +9,7 @@ from pathlib import Path
 
 from cloudboot import __version__
 from cloudboot.arch import UnknownArch, get_arch, host_arch
-
-
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit status 1."""
+from cloudboot.cli.errors import CliError
 
 
 def _arch(value: str):  # type: ignore[no-untyped-def]
@@ -23,17 +20,13 @@ def _arch(value: str):  # type: ignore[no-untyped-def]
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from cloudboot.build import BuildError, BuildRequest, build
-    from cloudboot.debpkg import PackageError
+    from cloudboot.bootstrap.build import BuildError, BuildRequest, build
+    from cloudboot.debian.debpkg import PackageError
 
     if getattr(args, "path", "a") in ("b", "d"):
-        from cloudboot import cli_loader
+        from cloudboot.cli import loader as cli_loader
 
-        run = cli_loader.cmd_build_b if args.path == "b" else cli_loader.cmd_build_d
-        try:
-            return run(args)
-        except cli_loader.LoaderCliError as e:
-            raise CliError(str(e)) from None
+        return (cli_loader.cmd_build_b if args.path == "b" else cli_loader.cmd_build_d)(args)
 
     req = BuildRequest(
         arch=args.arch or host_arch(), output=Path(args.iso), kernel=args.kernel,
@@ -82,7 +75,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from cloudboot.inspect import InspectError, inspect_path, render
+    from cloudboot.cli.inspect import InspectError, inspect_path, render
 
     try:
         report = inspect_path(Path(args.path))
@@ -160,7 +153,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--dry-run", action="store_true")
     r.set_defaults(func=cmd_reset)
 
-    from cloudboot import cli_loader  # `cloudboot vars set` (Path B's variables)
+    from cloudboot.cli import loader as cli_loader  # `cloudboot vars set` (Path B's vars)
 
     cli_loader.add_vars_parser(sub)
 
@@ -181,7 +174,7 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_inspect)
 
-    from cloudboot import cli_push  # `cloudboot push …` (its handlers import oras lazily)
+    from cloudboot.cli import push as cli_push  # `cloudboot push …` (oras is imported lazily)
 
     cli_push.add_parser(sub)
     return p

@@ -1,6 +1,6 @@
 """Debian packages from suites the host is not configured for, through a private apt root.
 
-The host runs bookworm; the riscv64/loongarch64/armv7 bootstrap UKIs (cloudboot/archsources.py)
+The host runs bookworm; the riscv64/loongarch64/armv7 bootstrap UKIs (cloudboot/bootstrap/archsources.py)
 and the lab need packages from bookworm-backports (QEMU 10), trixie (riscv64 kernel, firmware,
 systemd-stub) and forky (loong64). Each suite gets its own apt state under the cloudboot cache
 (lists, cache, an empty dpkg status, deb822 sources), so the host's apt configuration is never
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloudboot import debpkg
+from cloudboot.debian import debpkg
 from cloudboot.fsutil import cache_dir, file_lock, stamped_memo
 
 MIRROR = os.environ.get("CLOUDBOOT_DEBIAN_MIRROR", "http://deb.debian.org/debian")

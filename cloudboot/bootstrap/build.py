@@ -8,12 +8,13 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cloudboot import archsources, uki
 from cloudboot.arch import Arch
+from cloudboot.bootstrap import archsources
 from cloudboot.fsutil import atomic_output
 from cloudboot.media import cpio, gpt, iso
 from cloudboot.media.fat import FatBuilder, geometry
 from cloudboot.media.timestamps import build_time
+from cloudboot.pe import uki
 
 EMBEDDED_PLAN_PATH = "etc/cloud-boot/plan.hcl"
 # The systemd-stub the bootstrap UKI is built with, also handed to the guest (ukistage.py).
@@ -92,7 +93,7 @@ def _quote(value: str) -> str:
 
 
 def default_kernel(arch: Arch) -> Path:
-    """The bootstrap kernel of `arch`: the host apt's, or its suite's (cloudboot/archsources.py
+    """The bootstrap kernel of `arch`: the host apt's, or its suite's (cloudboot/bootstrap/archsources.py
     for riscv64, loongarch64)."""
     try:
         return archsources.for_arch(arch).kernel()

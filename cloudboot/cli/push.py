@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cloudboot.cli.errors import CliError
+
 USAGE_MULTI = "os/arch[/variant],kernel=F[,initrd=F…][,modules=F…][,cmdline=T]"
 
 
@@ -71,8 +73,6 @@ def _print(p: Any) -> None:
 
 
 def _fail(e: Exception) -> int:
-    from cloudboot.cli import CliError
-
     raise CliError(str(e)) from None
 
 
