@@ -31,8 +31,8 @@ from virt.firmware.varstore import edk2  # type: ignore[import-untyped]
 from cloudboot.efi import varstore
 from cloudboot.efi.guid import EFI_GLOBAL_VARIABLE
 from cloudboot.efi.loadopt import staged_paths
-from cloudboot.init.bootentry import build_option, uki_path
-from cloudboot.init.gptread import GptPartition, read_gpt
+from cloudboot.init.pathc.bootentry import build_option, uki_path
+from cloudboot.init.storage.gptread import GptPartition, read_gpt
 from cloudboot.media import cachedisk
 from cloudboot.media.fatread import FatReader
 from lab import console

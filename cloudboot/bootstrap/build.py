@@ -159,7 +159,7 @@ def plan_overlay(plan_file: Path, arch: Arch) -> bytes:
 def stub_overlay(stub: bytes) -> bytes:
     """A small uncompressed cpio appended to the initramfs carrying the systemd-stub.
 
-    Path C's "uki" form (cloudboot/init/ukistage.py) assembles a UKI in the guest on this
+    Path C's "uki" form (cloudboot/init/pathc/ukistage.py) assembles a UKI in the guest on this
     stub. Why here and not elsewhere: the target image rarely ships systemd-boot-efi; the
     guest cannot always read back its own boot medium (netboot, VZ); and this is exactly the
     stub the bootstrap UKI was built with, one the firmware is known to start. Always added

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from cloudboot import pe
-from cloudboot.init.gptread import read_gpt
-from cloudboot.init.superblock import probe
+from cloudboot.init.storage.gptread import read_gpt
+from cloudboot.init.storage.superblock import probe
 from cloudboot.media.fatread import FatReader, FatReadError
 
 FV_SIGNATURE_OFFSET = 40  # "_FVH" in an EFI firmware volume header (OVMF/AAVMF vars files)
@@ -65,14 +65,14 @@ def inspect_path(path: Path) -> dict[str, Any]:
                     if entry.path.upper().startswith("/EFI/BOOT/BOOT") and not entry.is_dir:
                         report["uki"] = inspect_uki(reader.read(entry.path), entry.path)
                     elif _staged_uki(entry.path) and not entry.is_dir:
-                        # Path C's "uki" form (cloudboot/init/ukistage.py) on a cache disk.
+                        # Path C's "uki" form (cloudboot/init/pathc/ukistage.py) on a cache disk.
                         report.setdefault("staged_ukis", []).append(
                             inspect_uki(reader.read(entry.path), entry.path))
     return report
 
 
 def _staged_uki(path: str) -> bool:
-    from cloudboot.init.bootentry import UKI_SUFFIX
+    from cloudboot.init.pathc.bootentry import UKI_SUFFIX
 
     head, _, name = path.lower().rpartition("/")
     return head == "/efi/linux" and name.endswith(UKI_SUFFIX)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 EXITS = ("kexec", "reboot")
-# Path C staging forms (cloudboot/init/ukistage.py): auto = uki where the kernel's EFI stub
+# Path C staging forms (cloudboot/init/pathc/ukistage.py): auto = uki where the kernel's EFI stub
 # ignores initrd= in load options (armv7, riscv64, loongarch64), split elsewhere.
 STAGE_FORMS = ("auto", "uki", "split")
 # Consoles cloudboot writes to when the command line names none (DESIGN §5 "Guest events").

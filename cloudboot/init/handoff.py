@@ -10,16 +10,17 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from cloudboot.init import kexec, mount
+from cloudboot.init import kexec
 from cloudboot.init.boot import DRY_RUN, WORK_DIR, Boot, Handoff
 from cloudboot.init.errors import Fatal
+from cloudboot.init.storage import mount
 
 if TYPE_CHECKING:
-    from cloudboot.init import reboot_sink
+    from cloudboot.init.pathc import reboot_sink
 else:  # loaded on first use: only boots that reboot (Path C) or fall back to it need it
     from cloudboot.init.lazy import LazyModule
 
-    reboot_sink = LazyModule("cloudboot.init.reboot_sink")
+    reboot_sink = LazyModule("cloudboot.init.pathc.reboot_sink")
 
 
 def sink_kexec(boot: Boot, h: Handoff) -> None:
@@ -50,7 +51,7 @@ def sink_kexec(boot: Boot, h: Handoff) -> None:
 
 
 def sink_reboot(boot: Boot, h: Handoff) -> None:
-    """Path C (cloudboot/init/reboot_sink.py), loaded only on the boots that take it."""
+    """Path C (cloudboot/init/pathc/reboot_sink.py), loaded only on the boots that take it."""
     reboot_sink.sink_reboot(boot, h)
 
 

@@ -24,16 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cloudboot.arch import host_arch
-from cloudboot.init import (
-    blockdev,
-    cmdline,
-    discover,
-    events,
-    kernelimage,
-    modules,
-    mount,
-    pid1,
-)
+from cloudboot.init import cmdline, events, modules, pid1
 from cloudboot.init.boot import (
     EMBEDDED_PLAN,
     VERSION,
@@ -44,21 +35,19 @@ from cloudboot.init.boot import (
 )
 from cloudboot.init.errors import Fatal
 from cloudboot.init.handoff import hand_off
+from cloudboot.init.storage import blockdev, discover, kernelimage, mount
 
 if TYPE_CHECKING:
-    from cloudboot.init import (
-        menu,
-        netboot,  # network, metadata, OCI plans and targets
-        ocitarget,
-        reboot_sink,
-    )
+    from cloudboot.init import menu
+    from cloudboot.init.net import netboot, ocitarget
+    from cloudboot.init.pathc import reboot_sink
 else:  # loaded on first use: a disk boot through kexec needs none of them
     from cloudboot.init.lazy import LazyModule
 
     menu = LazyModule("cloudboot.init.menu")
-    netboot = LazyModule("cloudboot.init.netboot")
-    ocitarget = LazyModule("cloudboot.init.ocitarget")
-    reboot_sink = LazyModule("cloudboot.init.reboot_sink")
+    netboot = LazyModule("cloudboot.init.net.netboot")
+    ocitarget = LazyModule("cloudboot.init.net.ocitarget")
+    reboot_sink = LazyModule("cloudboot.init.pathc.reboot_sink")
 
 USAGE = ("usage: cloudboot-init [--cmdline TEXT] [--root DIR] [--plan FILE] [--mnt DIR] "
          "[--dry-run]")

@@ -269,7 +269,7 @@ def ask(boot: Boot, plan: Any, arch: str) -> str:
         ev.emit("menu-choice", target=chosen, how=choice.how)
         if choice.index < len(names):
             return chosen
-        from cloudboot.init import reboot_sink  # only a reset needs it
+        from cloudboot.init.pathc import reboot_sink  # only a reset needs it
 
         reboot_sink.reset_guest(boot)
         timeout = 0  # a reset was asked for by hand: wait for the next choice

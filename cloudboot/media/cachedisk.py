@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloudboot.fsutil import atomic_output
-from cloudboot.init.gptread import read_gpt
+from cloudboot.init.storage.gptread import read_gpt
 from cloudboot.media import gpt
 from cloudboot.media.fat import FatBuilder, FatError, geometry, valid_label
 from cloudboot.media.timestamps import build_time, reproducible

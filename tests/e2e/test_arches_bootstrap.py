@@ -110,4 +110,4 @@ def test_lane_kernel_reaches_userspace(arch: str, tmp_path: Path) -> None:
 
 # armv7 Path A no longer stops at the hand-off: the armmp kernel refuses kexec_file_load
 # (ENOSYS), and cloudboot-init falls back to kexec_load(2) with its own layout
-# (cloudboot/init/kexec_arm32.py), proven by tests/e2e/test_kexec_arches.py.
+# (cloudboot/init/kexec/arm32.py), proven by tests/e2e/test_kexec_arches.py.

@@ -1,7 +1,7 @@
 """Path A's hand-off on armv7, riscv64 and loongarch64: kexec_load(2) with our own layout.
 
 Their Debian kernels have CONFIG_KEXEC but no CONFIG_KEXEC_FILE, so cloudboot-init falls back
-to the per-arch planners (cloudboot/init/kexec_arm32.py, kexec_riscv64.py,
+to the per-arch planners (cloudboot/init/kexec/arm32.py, kexec_riscv64.py,
 kexec_loongarch64.py). The proof needs no Debian userspace: a small ext4 disk holds
 /boot/vmlinuz-<ver> = the lane's own kernel and /boot/initrd.img-<ver> = the lane's probe
 initramfs (static busybox printing PROBE_MARKER). The lane's bootstrap UKI boots through real

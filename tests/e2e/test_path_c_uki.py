@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from cloudboot.efi.loadopt import staged_paths
-from cloudboot.init.bootentry import uki_path
+from cloudboot.init.pathc.bootentry import uki_path
 from lab.cells import Cell
 from lab.images import debian
 from lab.path_c import PathCMachine, PathCRun, path_c_problems, reset_stalled

@@ -12,7 +12,8 @@ import pytest
 
 from cloudboot.arch import get_arch
 from cloudboot.debian import debpkg
-from cloudboot.init import fdt, kexec_arm64
+from cloudboot.init.kexec import arm64 as kexec_arm64
+from cloudboot.init.kexec import fdt
 from tests.helpers import dump_virt_dtb
 
 ARM64 = get_arch("arm64")

@@ -10,8 +10,8 @@ import subprocess
 import pytest
 
 from cloudboot.debian import debpkg
-from cloudboot.init import kernelimage, version
-from cloudboot.init.kernelimage import KernelImageError
+from cloudboot.init.storage import kernelimage, version
+from cloudboot.init.storage.kernelimage import KernelImageError
 from tests.helpers import debian_stub
 
 

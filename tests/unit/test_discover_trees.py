@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudboot.init.discover import (
+from cloudboot.init.storage.discover import (
     NoKernelFound,
     default_cmdline,
     find_kernels,

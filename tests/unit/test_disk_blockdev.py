@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cloudboot.init.blockdev import DiskNotFound, list_devices, matcher, resolve
-from cloudboot.init.gptread import read_gpt
+from cloudboot.init.storage.blockdev import DiskNotFound, list_devices, matcher, resolve
+from cloudboot.init.storage.gptread import read_gpt
 from tests.helpers import need_tools
 
 

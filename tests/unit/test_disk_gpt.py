@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudboot.init.gptread import SECTOR, read_gpt
+from cloudboot.init.storage.gptread import SECTOR, read_gpt
 
 DISK_GUID = "11111111-2222-3333-4444-555555555555"
 

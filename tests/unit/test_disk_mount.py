@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cloudboot.init import discover, superblock
-from cloudboot.init.mount import MountError, mount_ro, umount
+from cloudboot.init.storage import discover, superblock
+from cloudboot.init.storage.mount import MountError, mount_ro, umount
 
 Attach = Callable[..., str]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudboot.init.superblock import FsInfo, probe
+from cloudboot.init.storage.superblock import FsInfo, probe
 
 UUID = "0b7c6a2e-5d44-4f7e-9a63-2f1d8c0e4b11"
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from cloudboot.init import boot as boot_state
 from cloudboot.init import main as init_main
-from cloudboot.init import net, netboot
 from cloudboot.init.events import PREFIX, Events
+from cloudboot.init.net import links as net
+from cloudboot.init.net import netboot
 from cloudboot.plan import load_plan
 
 PLAN = '''

@@ -219,7 +219,7 @@ def test_guest_disk_code_runs_in_chroot(unpacked: Path, tmp_path: Path) -> None:
             f.seek(2048 * 512)
             f.write(fs.read_bytes())
         code = ("import sys; sys.path.insert(0, '/usr/lib/cloudboot');"
-                "from cloudboot.init import gptread, superblock;"
+                "from cloudboot.init.storage import gptread, superblock;"
                 "p = gptread.read_gpt('/disk.img').partitions[0];"
                 "print(p.name, superblock.probe('/disk.img', p.first_lba * 512).label)")
         proc = subprocess.run(["chroot", str(unpacked), "/usr/bin/python3.11", "-IS", "-c", code],

@@ -18,9 +18,13 @@ import subprocess
 import pytest
 
 from cloudboot.arch import get_arch
-from cloudboot.init import fdt, kexec, kexec_arm32, kexec_loongarch64, kexec_riscv64
-from cloudboot.init import kexec_segments as ks
-from cloudboot.init.kernelimage import _zboot, unwrap
+from cloudboot.init import kexec
+from cloudboot.init.kexec import arm32 as kexec_arm32
+from cloudboot.init.kexec import fdt
+from cloudboot.init.kexec import loongarch64 as kexec_loongarch64
+from cloudboot.init.kexec import riscv64 as kexec_riscv64
+from cloudboot.init.kexec import segments as ks
+from cloudboot.init.storage.kernelimage import _zboot, unwrap
 from lab.arch_lanes import LaneGap, get_lane
 from tests.helpers import dump_virt_dtb
 

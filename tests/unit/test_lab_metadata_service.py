@@ -1,5 +1,5 @@
 """The lab's Nova-shaped metadata service, on a real loopback socket, read by the guest's own
-metadata client (cloudboot.init.metadata) and by urllib."""
+metadata client (cloudboot.init.net.metadata) and by urllib."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from cloudboot.init import metadata
+from cloudboot.init.net import metadata
 from cloudboot.media import configdrive
 from cloudboot.media.configdrive import InstanceMetadata
 from lab.metadata_service import MetadataService, serving

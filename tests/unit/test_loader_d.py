@@ -222,7 +222,7 @@ def test_build_d_media_writes_an_esp_with_the_loader(tmp_path: Path,
 
 def _loader_from_image(image: Path) -> bytes:
     """\\EFI\\BOOT\\BOOTX64.EFI read from the image's GPT ESP with cloudboot's FAT reader."""
-    from cloudboot.init.gptread import read_gpt
+    from cloudboot.init.storage.gptread import read_gpt
     from cloudboot.media.fatread import FatReader
 
     table = read_gpt(image)

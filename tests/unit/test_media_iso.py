@@ -2,7 +2,7 @@ import datetime as dt
 import io
 import subprocess
 
-from cloudboot.init.gptread import read_gpt
+from cloudboot.init.storage.gptread import read_gpt
 from cloudboot.media import gpt, iso
 from cloudboot.media.fat import FatBuilder
 from tests.helpers import need_tools

@@ -1,7 +1,7 @@
 """The guest's DHCP client and link set-up against a real dnsmasq, in network namespaces.
 
 A veth pair joins two namespaces: the server side runs dnsmasq, the client side runs
-cloudboot.init.net.bring_up in a child Python (`ip netns exec`), which prints its facts.
+cloudboot.init.net.links.bring_up in a child Python (`ip netns exec`), which prints its facts.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from cloudboot.init import dhcp, net
+from cloudboot.init.net import dhcp
+from cloudboot.init.net import links as net
 from tests.helpers import host_only, need_tools
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,10 +30,11 @@ pytestmark = host_only(os.geteuid() != 0, "network namespaces need root")
 def _tools() -> None:
     need_tools("ip", "dnsmasq")
 
+
 CLIENT = """
 import json, sys
 from pathlib import Path
-from cloudboot.init import net
+from cloudboot.init.net import links as net
 cfg = net.parse_ip(sys.argv[1] or None, [d for d in sys.argv[2].split(",") if d])
 facts = net.bring_up(cfg, link_timeout=5, dhcp_timeout=float(sys.argv[3]),
                      resolv=Path(sys.argv[4]))

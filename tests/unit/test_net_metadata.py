@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cloudboot.init import main as init_main
-from cloudboot.init import metadata
+from cloudboot.init.net import metadata
 
 ROUTES: dict[str, tuple[int, bytes]] = {
     "/flat": (200, json.dumps({"cloudboot": {"target": "b", "dns": ["192.0.2.1"]}}).encode()),

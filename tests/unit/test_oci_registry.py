@@ -22,7 +22,7 @@ import pytest
 from cloudboot.cli.main import main as cli_main
 from cloudboot.init import boot as boot_state
 from cloudboot.init import main as init_main
-from cloudboot.init import materialise
+from cloudboot.init.net import materialise
 from cloudboot.oci import mediatypes as mt
 from cloudboot.oci.client import OCIError, Registry
 from cloudboot.oci.manifest import Descriptor, Platform

@@ -13,8 +13,8 @@ import virt.firmware.efi.bootentry as bootentry_mod  # type: ignore[import-untyp
 
 from cloudboot.efi import bootvars, efivarfs, loadopt
 from cloudboot.efi.guid import EFI_GLOBAL_VARIABLE as G
-from cloudboot.init import bootentry
-from cloudboot.init.gptread import GptPartition, read_gpt
+from cloudboot.init.pathc import bootentry
+from cloudboot.init.storage.gptread import GptPartition, read_gpt
 from cloudboot.media import cachedisk
 
 PART = GptPartition(1, "c12a7328-f81f-11d2-ba4b-00a0c93ec93b",

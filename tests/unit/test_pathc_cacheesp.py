@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cloudboot.init import cacheesp
-from cloudboot.init.gptread import read_gpt
+from cloudboot.init.pathc import cacheesp
+from cloudboot.init.storage.gptread import read_gpt
 from cloudboot.media import cachedisk
 
 if shutil.which("sgdisk") is None:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from cloudboot.init import pid1, staging
+from cloudboot.init import pid1
+from cloudboot.init.pathc import staging
 from tests.helpers import need_tools
 
 

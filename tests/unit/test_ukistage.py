@@ -1,5 +1,5 @@
 """Path C's "uki" form: a UKI assembled in the guest from the bootstrap's systemd-stub, the
-target kernel, initrd and command line, streamed onto the cache ESP (cloudboot/init/ukistage.py).
+target kernel, initrd and command line, streamed onto the cache ESP (cloudboot/init/pathc/ukistage.py).
 
 Every arch's real stub and real kernel: the Debian packages the bootstrap of that arch is
 built from (x86_64/aarch64: the host builder's; armv7/riscv64/loongarch64: the lane's)."""
@@ -18,8 +18,9 @@ import pytest
 from cloudboot import pe
 from cloudboot.arch import Arch, get_arch
 from cloudboot.bootstrap.build import STUB_PATH, stub_overlay
-from cloudboot.init import bootentry, cmdline, staging, ukistage
-from cloudboot.init.gptread import GptPartition
+from cloudboot.init import cmdline
+from cloudboot.init.pathc import bootentry, staging, ukistage
+from cloudboot.init.storage.gptread import GptPartition
 from cloudboot.pe import uki
 
 ARCHES = ("x86_64", "aarch64", "armv7", "riscv64", "loongarch64")
@@ -277,7 +278,7 @@ def test_inspect_lists_a_staged_uki_on_a_cache_disk(tmp_path: Path) -> None:
     import subprocess
 
     from cloudboot.cli.inspect import inspect_path
-    from cloudboot.init.gptread import read_gpt
+    from cloudboot.init.storage.gptread import read_gpt
     from cloudboot.media import cachedisk
 
     if shutil.which("mcopy") is None:

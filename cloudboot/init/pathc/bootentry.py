@@ -3,7 +3,7 @@
 The Boot#### holds HD(part, GPT, partuuid, start, size)/File(\\EFI\\Linux\\<safe>-vmlinuz.efi)
 taken from the cache disk's real partition table, and UCS-2 options `initrd=… <cmdline>`;
 for a staged UKI (form "uki") File(\\EFI\\Linux\\<safe>-uki.efi) and no options at all, the
-UKI's .cmdline being the command line (why: cloudboot/init/ukistage.py).
+UKI's .cmdline being the command line (why: cloudboot/init/pathc/ukistage.py).
 The number reuses an entry cloudboot wrote, else the lowest free one: an entry someone else
 wrote is never overwritten (bootvars.choose_boot_number, checked again here before writing).
 BootOrder gets ours first, every other entry kept; `cloudboot.bootnext=1` writes BootNext
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cloudboot.efi import bootvars, efivarfs, loadopt
 from cloudboot.efi.guid import EFI_GLOBAL_VARIABLE as GLOBAL
-from cloudboot.init.gptread import GptPartition
+from cloudboot.init.storage.gptread import GptPartition
 
 
 class BootEntryError(OSError):

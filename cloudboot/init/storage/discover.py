@@ -16,7 +16,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cloudboot.init import kernelimage, version
+from cloudboot.init.storage import kernelimage, version
 
 KERNEL_PREFIXES = ("vmlinuz-", "vmlinux-", "Image-", "zImage-", "kernel-")
 _LINK_NAMES = ("vmlinuz", "vmlinux", "Image")

@@ -26,8 +26,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloudboot.init import kexec_segments as ks
-from cloudboot.init.kexec_segments import KexecLoadError, Segment
+from cloudboot.init.kexec import segments as ks
+from cloudboot.init.kexec.segments import KexecLoadError, Segment
 
 LINUX_PE_MAGIC = 0x818223CD  # at 0x38
 COMMAND_LINE_SIZE = 4096  # arch/loongarch/include/uapi/asm/setup.h

@@ -3,7 +3,7 @@ through efivarfs, restart; and the guest side of `cloudboot.reset=1`. Loaded by 
 on the boots that take this path.
 
 `cloudboot.stage=` picks the staged form: "split" (kernel + initrd, `initrd=` in the load
-options) or "uki" (one UKI assembled here, cloudboot/init/ukistage.py); "auto" takes the UKI
+options) or "uki" (one UKI assembled here, cloudboot/init/pathc/ukistage.py); "auto" takes the UKI
 where the kernel's EFI stub ignores `initrd=` (armv7, riscv64, loongarch64)."""
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cloudboot.arch import host_arch
-from cloudboot.init import bootentry, cacheesp, mount, pid1, staging, ukistage
+from cloudboot.init import pid1
 from cloudboot.init.errors import Fatal
+from cloudboot.init.pathc import bootentry, cacheesp, staging, ukistage
+from cloudboot.init.storage import mount
 
 if TYPE_CHECKING:
     from cloudboot.init.boot import Boot, Handoff

@@ -3,7 +3,7 @@
 Two forms. "split": `\\EFI\\Linux\\<safe>-vmlinuz.efi` and `\\EFI\\Linux\\<safe>-initrd`, the
 Boot#### passing `initrd=` in its load options. "uki": one `\\EFI\\Linux\\<safe>-uki.efi`
 assembled in the guest from the bootstrap's systemd-stub, the target kernel, initrd and
-command line (cloudboot/init/ukistage.py), for kernel stubs that ignore `initrd=`. Each file
+command line (cloudboot/init/pathc/ukistage.py), for kernel stubs that ignore `initrd=`. Each file
 is written under a temporary name, fsync'ed, its page cache dropped and read back to check
 size and SHA-256, and only then renamed into place, so the firmware never starts a
 half-written file. At most KEEP targets stay staged; the oldest that no Boot#### points at
@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloudboot.efi.loadopt import safe_name
-from cloudboot.init import bootentry, kernelimage, pid1
+from cloudboot.init import pid1
+from cloudboot.init.pathc import bootentry
+from cloudboot.init.storage import kernelimage
 
 KEEP = 3
 LINUX_DIR = "EFI/Linux"

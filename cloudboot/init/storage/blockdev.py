@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloudboot.init import gptread, superblock
-from cloudboot.init.superblock import FsInfo
+from cloudboot.init.storage import gptread, superblock
+from cloudboot.init.storage.superblock import FsInfo
 
 
 class DiskNotFound(LookupError):

@@ -3,10 +3,12 @@ Loaded by main.py only on boots whose target comes from a registry."""
 
 from __future__ import annotations
 
-from cloudboot.init import cmdline, kernelimage, netboot
+from cloudboot.init import cmdline
 from cloudboot.init.boot import Boot, Handoff, Source
 from cloudboot.init.errors import Fatal
 from cloudboot.init.handoff import hand_off
+from cloudboot.init.net import netboot
+from cloudboot.init.storage import kernelimage
 
 
 def run_oci(boot: Boot, src: Source) -> int:

@@ -22,8 +22,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloudboot.init import kexec_segments as ks
-from cloudboot.init.kexec_segments import (  # noqa: F401  (re-exported: the arm64 API)
+from cloudboot.init.kexec import segments as ks
+from cloudboot.init.kexec.segments import (  # noqa: F401  (re-exported: the arm64 API)
     FDT_PATH,
     IOMEM_PATH,
     PAGE,

@@ -22,8 +22,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloudboot.init import kexec_segments as ks
-from cloudboot.init.kexec_segments import KexecLoadError, Segment
+from cloudboot.init.kexec import segments as ks
+from cloudboot.init.kexec.segments import KexecLoadError, Segment
 
 RISCV_MAGIC2 = b"RSC\x05"
 IMAGE_ALIGN = 2 << 20  # RV64: PMD-aligned

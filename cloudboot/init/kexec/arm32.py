@@ -27,8 +27,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloudboot.init import kexec_segments as ks
-from cloudboot.init.kexec_segments import KexecLoadError, Segment
+from cloudboot.init.kexec import segments as ks
+from cloudboot.init.kexec.segments import KexecLoadError, Segment
 
 ZIMAGE_MAGIC = 0x016F2818  # at 0x24
 ZIMAGE_TABLE_MAGIC = 0x45454545  # at 0x34, then the table's offset at 0x38

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloudboot.init import blockdev, gptread
+from cloudboot.init.storage import blockdev, gptread
 
 PARTITION_NAME = "cloud-boot-cache"
 ESP_TYPE = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"

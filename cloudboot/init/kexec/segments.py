@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloudboot.arch import host_arch
-from cloudboot.init import fdt
+from cloudboot.init.kexec import fdt
 
 PAGE = 4096  # the default; loong64 kernels use 16 KiB pages (load() asks the kernel)
 FDT_PATH = Path("/sys/firmware/fdt")

@@ -15,15 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cloudboot.arch import host_arch
-from cloudboot.init import kernelimage, pid1
+from cloudboot.init import pid1
+from cloudboot.init.storage import kernelimage
 
 if TYPE_CHECKING:  # the initramfs import walk follows this: the planners are packed
-    from cloudboot.init import (  # noqa: F401
-        kexec_arm32,
-        kexec_arm64,
-        kexec_loongarch64,
-        kexec_riscv64,
-    )
+    from cloudboot.init.kexec import arm32, arm64, loongarch64, riscv64  # noqa: F401
 
 KEXEC_FILE_UNLOAD = 0x1
 KEXEC_FILE_ON_CRASH = 0x2
@@ -32,10 +28,10 @@ KEXEC_FILE_NO_INITRAMFS = 0x4
 # Arches whose Debian kernels lack KEXEC_FILE: our own segment layout + kexec_load(2), in a
 # module imported only once kexec_file_load said ENOSYS (PID 1 on x86_64 never loads them).
 KEXEC_LOAD_PLANNERS: dict[str, str] = {
-    "aarch64": "cloudboot.init.kexec_arm64",
-    "armv7": "cloudboot.init.kexec_arm32",
-    "riscv64": "cloudboot.init.kexec_riscv64",
-    "loongarch64": "cloudboot.init.kexec_loongarch64",
+    "aarch64": "cloudboot.init.kexec.arm64",
+    "armv7": "cloudboot.init.kexec.arm32",
+    "riscv64": "cloudboot.init.kexec.riscv64",
+    "loongarch64": "cloudboot.init.kexec.loongarch64",
 }
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -99,7 +95,7 @@ def load(kernel: Path, initrd: Path | None, cmdline: str,
         planner = KEXEC_LOAD_PLANNERS.get(host_arch().name)
         if e.errno != errno.ENOSYS or planner is None:
             raise
-        from cloudboot.init.kexec_segments import KexecLoadError
+        from cloudboot.init.kexec.segments import KexecLoadError
 
         try:
             importlib.import_module(planner).load(image, initrd, cmdline)

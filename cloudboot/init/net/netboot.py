@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cloudboot.arch import host_arch
-from cloudboot.init import cmdline, events, materialise, metadata, net
+from cloudboot.init import cmdline, events
 from cloudboot.init.errors import Fatal
+from cloudboot.init.net import links as net
+from cloudboot.init.net import materialise, metadata
 from cloudboot.oci.client import OCIError, Registry
 from cloudboot.oci.manifest import Platform
 from cloudboot.oci.pull import fetch_plan
