@@ -16,12 +16,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lab.accel import select_accel
-from lab.baseline import direct_firmware_boot
 from lab.cells import Cell
+from lab.hypervisors.accel import select_accel
 from lab.images import debian
+from lab.paths.a import run_path_a_disk
+from lab.paths.direct import direct_firmware_boot
 from lab.profiles import get_profile
-from lab.runner import run_path_a_disk
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 RELEASE = os.environ.get("BENCH_RELEASE", "bookworm")

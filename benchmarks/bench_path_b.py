@@ -15,11 +15,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lab.accel import select_accel
-from lab.baseline import direct_firmware_boot
 from lab.cells import Cell
+from lab.hypervisors.accel import select_accel
 from lab.images import debian
-from lab.path_b import run_path_b
+from lab.paths.b import run_path_b
+from lab.paths.direct import direct_firmware_boot
 from lab.profiles import get_profile
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))

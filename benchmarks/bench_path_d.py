@@ -4,7 +4,7 @@ same run.
 Path D: firmware → the network loader → DHCP, index → manifest, kernel + initrd pulled from
 the local docker-registry with sha256 verification → the kernel's EFI stub → the target's
 userspace marker (one firmware pass). Baselines: firmware → a UKI of the same kernel + initrd +
-command line on a local ESP (lab.baseline.direct_firmware_boot), and Path C (two firmware
+command line on a local ESP (lab.paths.direct.direct_firmware_boot), and Path C (two firmware
 passes: bootstrap, stage, Boot####, restart). Prints medians and the ratios D/direct and D/C,
 and the loader's share (reset → net-up → materialised).
 BENCH_RUNS (default 3), BENCH_ARCH (x86_64), BENCH_SKIP_C=1 skips Path C.
@@ -18,14 +18,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lab import registry as labreg
-from lab.accel import select_accel
-from lab.baseline import direct_firmware_boot
 from lab.cells import Cell
+from lab.hypervisors.accel import select_accel
 from lab.images import debian
-from lab.path_c import run_path_c_disk
-from lab.path_d import guest_config, push_target, run_path_d, target_cmdline
+from lab.paths.c import run_path_c_disk
+from lab.paths.d import guest_config, push_target, run_path_d, target_cmdline
+from lab.paths.direct import direct_firmware_boot
 from lab.profiles import get_profile
+from lab.services import registry as labreg
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 ARCH = os.environ.get("BENCH_ARCH", "x86_64")

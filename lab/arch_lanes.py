@@ -1,8 +1,8 @@
 """The lab's riscv64, loongarch64 and armv7 lanes: their bootstrap parts plus lab-only extras.
 
 Where a lane's kernel, systemd-stub and initramfs Python come from is cloudboot's own table
-(cloudboot/bootstrap/archsources.py), so `cloudboot build --arch X` and the lab build the same UKI from
-the same cached packages. This module adds what only the lab needs: the arch's static busybox,
+(cloudboot/bootstrap/archsources.py), so `cloudboot build --arch X` and the lab build the same UKI
+from the same cached packages. This module adds what only the lab needs: the arch's static busybox,
 a probe initramfs printing PROBE_MARKER (proves firmware → stub → kernel → /init with nothing of
 cloudboot) and `build_lane_iso`.
 """

@@ -9,8 +9,8 @@ An `Asset(name, url, sha256, size)` lands in `~/.cache/cloudboot/assets/<sha256>
 
 Debian packages are not pinned here: apt verifies them against the archive's signed indexes.
 `debian_package(package, release)` fetches one from another Debian release (e.g. trixie's
-firmware on a bookworm host) through cloudboot/debian/aptsuites.py's private apt root and gives the .deb's
-sha256 for the results' provenance.
+firmware on a bookworm host) through cloudboot/debian/aptsuites.py's private apt root and
+gives the .deb's sha256 for the results' provenance.
 
 Distro cloud images are declared in CLOUD_IMAGES; `cloud.debian.org` does not resolve on the
 lab's build hosts, so they carry no pinned hash yet and `fetch` refuses them with that reason.
@@ -210,7 +210,7 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-# --- Debian packages from another release (cloudboot/debian/aptsuites.py: apt with a private root) ----
+# --- Debian packages from another release (cloudboot/debian/aptsuites.py: a private apt root) -
 class PackageError(AssetError):
     pass
 

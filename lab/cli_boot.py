@@ -23,40 +23,28 @@ from lab.cells import ALL_DISTROS, FILESYSTEMS, PATHS, Cell, CellResult
 Runner = Callable[[Cell, Path, float], CellResult]
 
 
-def _qemu_a(cell: Cell, workdir: Path, timeout: float) -> CellResult:
-    from lab.runner import run_path_a_disk
+def _path_a(cell: Cell, workdir: Path, timeout: float) -> CellResult:
+    from lab.paths.a import run_path_a_disk
 
     return run_path_a_disk(cell, workdir, timeout=timeout)
 
 
-def _qemu_c(cell: Cell, workdir: Path, timeout: float) -> CellResult:
-    from lab.path_c import run_path_c_disk
+def _path_c(cell: Cell, workdir: Path, timeout: float) -> CellResult:
+    from lab.paths.c import run_path_c_disk
 
     return run_path_c_disk(cell, workdir, timeout=timeout).result
 
 
-def _qemu_b(cell: Cell, workdir: Path, timeout: float) -> CellResult:
-    from lab.path_b import run_path_b
+def _path_b(cell: Cell, workdir: Path, timeout: float) -> CellResult:
+    from lab.paths.b import run_path_b
 
     # CloudBootTarget=<fs>: the loader walks the disks for that root file system.
     return run_path_b(cell, workdir, target=f"{cell.fs}:", timeout=timeout).result
 
 
-def _libvirt_a(cell: Cell, workdir: Path, timeout: float) -> CellResult:
-    from lab.libvirt_runner import run_path_a_disk
-
-    return run_path_a_disk(cell, workdir, timeout=timeout)
-
-
-def _libvirt_c(cell: Cell, workdir: Path, timeout: float) -> CellResult:
-    from lab.libvirt_runner import run_path_c_disk
-
-    return run_path_c_disk(cell, workdir, timeout=timeout).result
-
-
 def _openstack_disk(cell: Cell, workdir: Path, timeout: float) -> CellResult:
     from lab.images import debian
-    from lab.openstack_runner import run_openstack_cell
+    from lab.lanes.openstack import run_openstack_cell
 
     image = debian.build(cell.release, cell.fs, cell.arch)
     return run_openstack_cell(cell, workdir, {"cloudboot.disk": f"LABEL={image.fs_label}"},
@@ -67,8 +55,8 @@ def _openstack_b(cell: Cell, workdir: Path, timeout: float) -> CellResult:
     from cloudboot.arch import get_arch
     from cloudboot.loader.media import build_b_media
     from lab.images import debian
-    from lab.openstack_runner import run_openstack_loader
-    from lab.path_b import set_vars
+    from lab.lanes.openstack import run_openstack_loader
+    from lab.paths.b import set_vars
 
     image = debian.build(cell.release, cell.fs, cell.arch)
     media = build_b_media(get_arch(cell.arch), workdir / "b.iso")
@@ -78,10 +66,10 @@ def _openstack_b(cell: Cell, workdir: Path, timeout: float) -> CellResult:
     return result
 
 
-def _qemu_d(cell: Cell, workdir: Path, timeout: float) -> CellResult:
-    from lab import registry
+def _path_d(cell: Cell, workdir: Path, timeout: float) -> CellResult:
     from lab.images import debian
-    from lab.path_d import guest_config, push_target, run_path_d, target_cmdline
+    from lab.paths.d import guest_config, push_target, run_path_d, target_cmdline
+    from lab.services import registry
 
     image = debian.build(cell.release, cell.fs, cell.arch)
     with registry.running() as reg:
@@ -92,11 +80,11 @@ def _qemu_d(cell: Cell, workdir: Path, timeout: float) -> CellResult:
 
 def _openstack_d(cell: Cell, workdir: Path, timeout: float) -> CellResult:
     from cloudboot.loader.netconfig import NetConfig
-    from lab import registry
-    from lab.hypervisors.qemu import guestfwd
+    from lab.hypervisors.vmspec import guestfwd
     from lab.images import debian
-    from lab.openstack_runner import INSTANCE_REGISTRY, run_openstack_loader
-    from lab.path_d import build_d_iso, push_target, target_cmdline
+    from lab.lanes.openstack import INSTANCE_REGISTRY, run_openstack_loader
+    from lab.paths.d import build_d_iso, push_target, target_cmdline
+    from lab.services import registry
 
     image = debian.build(cell.release, cell.fs, cell.arch)
     with registry.running() as reg:
@@ -111,7 +99,7 @@ def _openstack_d(cell: Cell, workdir: Path, timeout: float) -> CellResult:
 
 
 def _vz_a(cell: Cell, workdir: Path, timeout: float) -> CellResult:
-    from lab.vz import run_vz_path_a
+    from lab.lanes.vz import run_vz_path_a
 
     return run_vz_path_a(cell, workdir, timeout=timeout)
 
@@ -123,37 +111,39 @@ class Entry:
     what: str
 
 
+A_DISK, C_DISK, ON_LIBVIRT = ("lab.paths.a.run_path_a_disk", "lab.paths.c.run_path_c_disk",
+                              " (libvirt domain)")
 # Timeouts: 3-5x a lone boot on this 2-core TCG host (aarch64 Path C boots twice).
 RUNNERS: dict[tuple[str, str, str], Entry] = {
-    ("qemu", "x86_64", "A"): Entry(_qemu_a, 420, "lab.runner.run_path_a_disk"),
-    ("qemu", "x86_64", "B"): Entry(_qemu_b, 420, "lab.path_b.run_path_b"),
-    ("qemu", "x86_64", "C"): Entry(_qemu_c, 600, "lab.path_c.run_path_c_disk"),
-    ("qemu", "x86_64", "D"): Entry(_qemu_d, 600, "lab.path_d.run_path_d"),
-    ("qemu", "aarch64", "A"): Entry(_qemu_a, 900, "lab.runner.run_path_a_disk"),
-    ("qemu", "aarch64", "B"): Entry(_qemu_b, 900, "lab.path_b.run_path_b"),
-    ("qemu", "aarch64", "D"): Entry(_qemu_d, 900, "lab.path_d.run_path_d"),
-    ("qemu", "aarch64", "C"): Entry(_qemu_c, 1500, "lab.path_c.run_path_c_disk"),
-    ("libvirt", "x86_64", "A"): Entry(_libvirt_a, 420, "lab.libvirt_runner.run_path_a_disk"),
-    ("libvirt", "x86_64", "C"): Entry(_libvirt_c, 600, "lab.libvirt_runner.run_path_c_disk"),
-    ("libvirt", "aarch64", "A"): Entry(_libvirt_a, 900, "lab.libvirt_runner.run_path_a_disk"),
-    ("libvirt", "aarch64", "C"): Entry(_libvirt_c, 1500, "lab.libvirt_runner.run_path_c_disk"),
-    ("libvirt", "x86_64", "B"): Entry(_qemu_b, 600, "lab.path_b.run_path_b (libvirt domain)"),
-    ("libvirt", "x86_64", "D"): Entry(_qemu_d, 600, "lab.path_d.run_path_d (libvirt domain)"),
+    ("qemu", "x86_64", "A"): Entry(_path_a, 420, A_DISK),
+    ("qemu", "x86_64", "B"): Entry(_path_b, 420, "lab.paths.b.run_path_b"),
+    ("qemu", "x86_64", "C"): Entry(_path_c, 600, C_DISK),
+    ("qemu", "x86_64", "D"): Entry(_path_d, 600, "lab.paths.d.run_path_d"),
+    ("qemu", "aarch64", "A"): Entry(_path_a, 900, A_DISK),
+    ("qemu", "aarch64", "B"): Entry(_path_b, 900, "lab.paths.b.run_path_b"),
+    ("qemu", "aarch64", "D"): Entry(_path_d, 900, "lab.paths.d.run_path_d"),
+    ("qemu", "aarch64", "C"): Entry(_path_c, 1500, C_DISK),
+    ("libvirt", "x86_64", "A"): Entry(_path_a, 420, A_DISK + ON_LIBVIRT),
+    ("libvirt", "x86_64", "C"): Entry(_path_c, 600, C_DISK + ON_LIBVIRT),
+    ("libvirt", "aarch64", "A"): Entry(_path_a, 900, A_DISK + ON_LIBVIRT),
+    ("libvirt", "aarch64", "C"): Entry(_path_c, 1500, C_DISK + ON_LIBVIRT),
+    ("libvirt", "x86_64", "B"): Entry(_path_b, 600, "lab.paths.b.run_path_b (libvirt domain)"),
+    ("libvirt", "x86_64", "D"): Entry(_path_d, 600, "lab.paths.d.run_path_d (libvirt domain)"),
     ("openstack", "x86_64", "A"): Entry(_openstack_disk, 600,
-                                        "lab.openstack_runner.run_openstack_cell"),
+                                        "lab.lanes.openstack.run_openstack_cell"),
     ("openstack", "x86_64", "C"): Entry(_openstack_disk, 600,
-                                        "lab.openstack_runner.run_openstack_cell"),
+                                        "lab.lanes.openstack.run_openstack_cell"),
     ("openstack", "aarch64", "A"): Entry(_openstack_disk, 1500,
-                                         "lab.openstack_runner.run_openstack_cell"),
+                                         "lab.lanes.openstack.run_openstack_cell"),
     ("openstack", "aarch64", "C"): Entry(_openstack_disk, 1500,
-                                         "lab.openstack_runner.run_openstack_cell"),
+                                         "lab.lanes.openstack.run_openstack_cell"),
     ("openstack", "x86_64", "B"): Entry(_openstack_b, 600,
-                                        "lab.openstack_runner.run_openstack_loader"),
+                                        "lab.lanes.openstack.run_openstack_loader"),
     ("openstack", "x86_64", "D"): Entry(_openstack_d, 600,
-                                        "lab.openstack_runner.run_openstack_loader"),
-    ("vz", "aarch64", "A"): Entry(_vz_a, 900, "lab.vz.run_vz_path_a"),
-    ("vz", "aarch64", "D"): Entry(_qemu_d, 900, "lab.path_d.run_path_d (vz profile)"),
-    ("vz", "aarch64", "C"): Entry(_qemu_c, 1500, "lab.path_c.run_path_c_disk"),
+                                        "lab.lanes.openstack.run_openstack_loader"),
+    ("vz", "aarch64", "A"): Entry(_vz_a, 900, "lab.lanes.vz.run_vz_path_a"),
+    ("vz", "aarch64", "D"): Entry(_path_d, 900, "lab.paths.d.run_path_d (vz profile)"),
+    ("vz", "aarch64", "C"): Entry(_path_c, 1500, C_DISK),
 }
 
 

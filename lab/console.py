@@ -104,3 +104,21 @@ def log_text(path: Path) -> str:
     """The console text of a console.log without its timestamps (what the guest printed)."""
     lines = Path(path).read_text(encoding="utf-8", errors="replace").split("\n")
     return "\n".join(split_stamp(line)[1] for line in lines)
+
+
+# What the lab's runners wait for on a console.
+BANNER = re.compile(r"cloudboot-init \S+ starting")
+# Stop watching as soon as the run has decided itself one way or the other.
+DECIDED = re.compile(r"CLOUDBOOT-USERSPACE|\"phase\":\s*\"fatal\"|Kernel panic - not syncing|"
+                     r"Shell> |grub> |\(initramfs\)")
+
+
+@dataclass
+class BootOutcome:
+    """One boot as the host saw it: the console text, its events, whether the wait ran out."""
+
+    text: str
+    events: ConsoleEvents
+    timed_out: bool
+    console_log: Path
+

@@ -1,11 +1,11 @@
 """`python -m lab doctor [--json]`: what this host can run, and why not.
 
 Checks are read-only and quick: binaries and their versions, firmware CODE/VARS pairs, the
-accelerator (lab/accel.py's KVM probe, cached per host boot: /dev/kvm being there is not the
-verdict), libvirt, virt-firmware's Python API, docker-registry, dnsmasq, vfkit, clang/lld. Then
-every lane × path gets "can run" or "cannot: reason" for the release that lane boots (riscv64
-Debian 13, loongarch64 Debian 14, the others Debian 12), taking the reasons from
-matrix/expected.toml where a rule applies. `--json` carries the same facts as the text.
+accelerator (lab/hypervisors/accel.py's KVM probe, cached per host boot: /dev/kvm being there is not
+the verdict), libvirt, virt-firmware's Python API, docker-registry, dnsmasq, vfkit, clang/lld. Then
+every lane × path gets "can run" or "cannot: reason" for the release that lane boots (riscv64 Debian
+13, loongarch64 Debian 14, the others Debian 12), taking the reasons from matrix/expected.toml where
+a rule applies. `--json` carries the same facts as the text.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def check_firmware(profile: Profile) -> Check:
 
 
 def check_accel(profile: Profile) -> Check:
-    from lab.accel import select_accel
+    from lab.hypervisors.accel import select_accel
 
     try:
         choice = select_accel(profile)
@@ -221,8 +221,8 @@ def tool_checks() -> list[Check]:
 
 def lane_distro(arch: str) -> str:
     """The release a lane boots: the suite its bootstrap kernel comes from
-    (cloudboot/bootstrap/archsources.py: riscv64 trixie, loongarch64 forky), else (the host's apt) the
-    lab's first stable release."""
+    (cloudboot/bootstrap/archsources.py: riscv64 trixie, loongarch64 forky), else (the host's
+    apt) the lab's first stable release."""
     suite = archsources.for_arch(arch).kernel_suite
     return next((d for d, r in ALL_DISTROS.items() if r == suite), next(iter(DISTROS)))
 

@@ -68,7 +68,7 @@ CATALOG: tuple[Signature, ...] = (
     # stage.
     _sig("initramfs shell", r"\(initramfs\) ?$|\(initramfs\) |Dropping to a shell!",
          "target-kernel"),
-    # The kernel asked the platform to reset and nothing came after (lab.path_c ends such a
+    # The kernel asked the platform to reset and nothing came after (lab.paths.c ends such a
     # boot after RESET_SILENCE): the reboot that hands over to the firmware never happened.
     _sig("guest reset never happened", r"reboot: Restarting system\s*\Z", "handoff"),
     _sig("emergency mode", r"You are in emergency mode|Give root password for maintenance|"

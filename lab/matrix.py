@@ -93,7 +93,7 @@ def all_cells() -> list[Cell]:
 
 
 def provenance() -> dict[str, Any]:
-    from lab.accel import host_accel
+    from lab.hypervisors.accel import host_accel
     from lab.versions import collect
 
     def git(*args: str) -> str:

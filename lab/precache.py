@@ -49,8 +49,8 @@ def precache(cells: Iterable[Cell], report: Callable[[str], None] = _progress
     from lab.assets import debian_deb_digest, sha256_file
     from lab.firmware import select_firmware, with_editable_vars
     from lab.images import debian
+    from lab.images.vz import vz_image
     from lab.profiles import get_profile
-    from lab.vz import vz_image
 
     selected = _runnable(cells)
     out: dict[str, str] = {}

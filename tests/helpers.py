@@ -89,8 +89,8 @@ def require_lane_profile(arch: str):  # noqa: ANN201 - lab.profiles.Profile, imp
     """The arch's lane profile (private QEMU for riscv64/loongarch64) with its firmware found;
     the test fails, naming the arch, when the lane cannot be set up."""
     from lab import qemu_private
+    from lab.bootstrap import lane_profile
     from lab.firmware import FirmwareError, select_firmware
-    from lab.runner import lane_profile
 
     try:
         profile = lane_profile(arch)

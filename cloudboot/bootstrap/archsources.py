@@ -53,7 +53,8 @@ def _fetch_error(arch: str, suite: str, package: str, debian_arch: str, cause: E
     else:
         known = aptsuites.SUITES.get(suite)
         where = (f"Debian {suite} (private apt root {known.root()})" if known else
-                 f"Debian {suite} (no private apt root of that name in cloudboot/debian/aptsuites.py)")
+                 f"Debian {suite} (no private apt root of that name in "
+                 "cloudboot/debian/aptsuites.py)")
         what = (f"check that {aptsuites.MIRROR} is reachable (CLOUDBOOT_DEBIAN_MIRROR names "
                 f"another mirror) and that Debian {suite} has {package} for {debian_arch}")
         if known:

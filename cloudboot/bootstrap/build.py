@@ -93,8 +93,8 @@ def _quote(value: str) -> str:
 
 
 def default_kernel(arch: Arch) -> Path:
-    """The bootstrap kernel of `arch`: the host apt's, or its suite's (cloudboot/bootstrap/archsources.py
-    for riscv64, loongarch64)."""
+    """The bootstrap kernel of `arch`: the host apt's, or its suite's
+    (cloudboot/bootstrap/archsources.py for riscv64, loongarch64)."""
     try:
         return archsources.for_arch(arch).kernel()
     except archsources.ArchSourceError as e:

@@ -1,12 +1,12 @@
 """Debian packages from suites the host is not configured for, through a private apt root.
 
-The host runs bookworm; the riscv64/loongarch64/armv7 bootstrap UKIs (cloudboot/bootstrap/archsources.py)
-and the lab need packages from bookworm-backports (QEMU 10), trixie (riscv64 kernel, firmware,
-systemd-stub) and forky (loong64). Each suite gets its own apt state under the cloudboot cache
-(lists, cache, an empty dpkg status, deb822 sources), so the host's apt configuration is never
-touched and the ordinary `apt-get update` / `apt-get download` clients do the work. One suite
-per root keeps candidate versions unambiguous (bookworm-backports' amd64 QEMU never competes
-with trixie's).
+The host runs bookworm; the riscv64/loongarch64/armv7 bootstrap UKIs
+(cloudboot/bootstrap/archsources.py) and the lab need packages from bookworm-backports (QEMU 10),
+trixie (riscv64 kernel, firmware, systemd-stub) and forky (loong64). Each suite gets its own apt
+state under the cloudboot cache (lists, cache, an empty dpkg status, deb822 sources), so the host's
+apt configuration is never touched and the ordinary `apt-get update` / `apt-get download` clients do
+the work. One suite per root keeps candidate versions unambiguous (bookworm-backports' amd64 QEMU
+never competes with trixie's).
 """
 
 from __future__ import annotations

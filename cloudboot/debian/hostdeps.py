@@ -1,9 +1,9 @@
 """Install the host packages cloudboot and its lab need (Debian/Ubuntu), and say what is missing.
 
-`python -m cloudboot.debian.hostdeps ensure tests|matrix|build` installs what the named job needs with
-apt-get (as root, or through `sudo -n`), then checks that every required command is present.
-It prints one line per package it could not install, with apt's reason, and exits non-zero
-only when something the job cannot run without is missing.
+`python -m cloudboot.debian.hostdeps ensure tests|matrix|build` installs what the named job needs
+with apt-get (as root, or through `sudo -n`), then checks that every required command is present. It
+prints one line per package it could not install, with apt's reason, and exits non-zero only when
+something the job cannot run without is missing.
 """
 
 from __future__ import annotations

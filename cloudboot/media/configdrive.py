@@ -13,7 +13,7 @@ only; a config drive needs directories and long lower-case names (`meta_data.jso
 reads) and Joliet (what Windows guests read) carry them, and xorriso writes both. Dates come
 from SOURCE_DATE_EPOCH, so the same input gives the same bytes.
 
-The same JSON documents are what `lab.metadata_service` serves on 169.254.169.254.
+The same JSON documents are what `lab.services.metadata` serves on 169.254.169.254.
 """
 
 from __future__ import annotations

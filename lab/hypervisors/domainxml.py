@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from lab.hypervisors.qemu import Disk, UserNet, VMSpec
+from lab.hypervisors.vmspec import Disk, UserNet, VMSpec
 
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 ConsoleKind = Literal["pty", "file"]

@@ -32,9 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from cloudboot.fsutil import cache_dir
+from lab.console import DECIDED, BootOutcome, parse_log
 from lab.hypervisors.domainxml import domain_xml
-from lab.hypervisors.qemu import ConsoleLine, VMError, VMSpec
+from lab.hypervisors.qemu import ConsoleLine
 from lab.hypervisors.recorder import ConsoleRecorder
+from lab.hypervisors.vmspec import VMError, VMSpec
 
 SYSTEM_SOCKET = Path("/run/libvirt/libvirt-sock")
 # The first start probes every installed qemu-system-* binary: allow for a slow, shared host.
@@ -366,3 +368,37 @@ class LibvirtVM:
         with contextlib.suppress(OSError):
             log = self.qemu_log.read_text(errors="replace")[-4000:]
         return VMError(message, [f"domain XML: {self.xml_path}"], self.console_tail(), log)
+
+
+_connection: Connection | None = None
+
+
+def libvirt_connection() -> Connection:
+    """One connection per process (the session daemon is shared by every worker)."""
+    global _connection
+    if _connection is None or not _connection.conn.isAlive():
+        _connection = connect()
+    return _connection
+
+
+def unavailable_reason() -> str | None:
+    """Why the libvirt lane cannot run here, or None when it can."""
+    try:
+        libvirt_connection()
+    except LibvirtUnavailable as e:
+        return str(e)
+    return None
+
+
+def boot(spec: VMSpec, workdir: Path, timeout: float) -> BootOutcome:
+    """Boot until the run decides itself (userspace, fatal, panic) or `timeout` passes."""
+    timed_out = False
+    with LibvirtVM(spec, workdir, libvirt_connection()) as vm:
+        try:
+            vm.wait_for(DECIDED.pattern, timeout=timeout)
+            with contextlib.suppress(VMError):  # let the guest finish and power off
+                vm.wait_exit(30)
+        except VMError:
+            timed_out = vm.is_running() or vm.timed_out
+        text = vm.text()
+    return BootOutcome(text, parse_log(vm.console_log), timed_out, vm.console_log)

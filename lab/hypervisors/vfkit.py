@@ -27,8 +27,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from lab.hypervisors.qemu import VMError, VMSpec
 from lab.hypervisors.recorder import ConsoleRecorder
+from lab.hypervisors.vmspec import VMError, VMSpec
 
 NOT_RUN_REASON = "needs macOS Virtualization.framework (vfkit)"
 

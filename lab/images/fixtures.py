@@ -62,7 +62,7 @@ def parse_marker(console: str) -> dict[str, Any] | None:
 def direct_boot_command(image: debian.TargetImage, append: str = "") -> list[str]:
     if image.arch != "x86_64":
         raise NotImplementedError(f"direct boot of {image.arch} images is not written yet")
-    from lab.accel import select_accel
+    from lab.hypervisors.accel import select_accel
     from lab.profiles import get_profile
 
     # The lab's accelerator and CPU model: QEMU's default qemu64 under TCG keeps CMPXCHG16B,

@@ -6,9 +6,10 @@ import pytest
 
 from cloudboot.arch import get_arch
 from cloudboot.bootstrap.build import BuildRequest, build
-from lab.accel import select_accel
 from lab.firmware import select_firmware
-from lab.hypervisors.qemu import Disk, QemuVM, VMSpec
+from lab.hypervisors.accel import select_accel
+from lab.hypervisors.qemu import QemuVM
+from lab.hypervisors.vmspec import Disk, VMSpec
 from lab.profiles import get_profile
 from tests.helpers import MARKER, marker_initramfs, need_tools
 

@@ -25,7 +25,8 @@ import pytest
 
 from lab.arch_lanes import PROBE_MARKER, build_lane_iso, get_lane, probe_initramfs
 from lab.firmware import select_firmware
-from lab.hypervisors.qemu import Disk, QemuVM, VMError, VMSpec
+from lab.hypervisors.qemu import QemuVM
+from lab.hypervisors.vmspec import Disk, VMError, VMSpec
 from lab.profiles import Profile
 from tests.helpers import require_bootstrap_initramfs, require_lane_profile
 

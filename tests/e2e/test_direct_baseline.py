@@ -1,5 +1,5 @@
 """The natural baseline of every arch: the target's own kernel, initrd and root= as a UKI on
-the arch's systemd-stub, started straight by the firmware (lab/baseline.py), no cloudboot in
+the arch's systemd-stub, started straight by the firmware (lab/paths/direct.py), no cloudboot in
 between. Recorded into results.json as a baseline; MATRIX.md divides the Path A and Path C
 cells of the same target by it (issue 7's per-arch overhead), and the boot proves the image
 itself is sound when a path fails on it.
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.baseline import direct_firmware_boot
 from lab.cells import Cell
 from lab.images import debian
+from lab.paths.direct import direct_firmware_boot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot, pytest.mark.timeout(3600)]
 

@@ -26,7 +26,8 @@ import pytest
 
 from lab.arch_lanes import PROBE_MARKER, Lane, build_lane_iso, get_lane, probe_initramfs
 from lab.firmware import select_firmware
-from lab.hypervisors.qemu import Disk, QemuVM, VMError, VMSpec
+from lab.hypervisors.qemu import QemuVM
+from lab.hypervisors.vmspec import Disk, VMError, VMSpec
 from tests.helpers import require_bootstrap_initramfs, require_lane_profile
 
 # The cold set-up builds the lane's bootstrap initramfs (foreign Python, kernel modules):

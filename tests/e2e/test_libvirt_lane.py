@@ -13,15 +13,10 @@ from pathlib import Path
 import pytest
 
 from lab.cells import DISTROS, FILESYSTEMS, Cell, CellResult
-from lab.libvirt_runner import (
-    libvirt_connection,
-    run_bootstrap,
-    run_path_a_disk,
-    run_path_c_disk,
-    unavailable_reason,
-)
-from lab.path_b import run_path_b
-from lab.path_c import path_c_problems
+from lab.hypervisors.libvirt import libvirt_connection, unavailable_reason
+from lab.paths.a import run_bootstrap, run_path_a_disk
+from lab.paths.b import run_path_b
+from lab.paths.c import path_c_problems, run_path_c_disk
 from lab.profiles import get_profile
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]

@@ -16,14 +16,16 @@ import pytest
 
 from cloudboot.oci.manifest import Platform
 from cloudboot.oci.push import push_artifact, push_plan
-from lab import registry as labreg
+from lab.bootstrap import build_bootstrap_iso
 from lab.cells import Cell, CellResult, Stopwatch, file_digest
 from lab.firmware import select_firmware
-from lab.hypervisors.qemu import Disk, UserNet, VMSpec, guestfwd
+from lab.hypervisors.qemu import boot
+from lab.hypervisors.vmspec import Disk, UserNet, VMSpec, guestfwd
 from lab.images import debian
-from lab.path_c import PathCMachine
+from lab.paths.c import PathCMachine
 from lab.profiles import get_profile
-from lab.runner import boot, build_bootstrap_iso, check_userspace, verdict
+from lab.services import registry as labreg
+from lab.verdict import check_userspace, verdict
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
 if labreg.available():

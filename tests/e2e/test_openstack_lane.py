@@ -1,4 +1,4 @@
-"""The openstack lane: a Nova-shaped guest (lab.openstack_runner) whose boot.iso says only
+"""The openstack lane: a Nova-shaped guest (lab.lanes.openstack) whose boot.iso says only
 `cloudboot.metadata.url=openstack`; what to boot comes from the instance's `meta` served by the
 lab's metadata service at 169.254.169.254 (and written to its config drive).
 
@@ -24,20 +24,20 @@ from cloudboot.loader.netconfig import NetConfig
 from cloudboot.media import configdrive
 from cloudboot.oci.manifest import Platform
 from cloudboot.oci.push import push_artifact, push_plan
-from lab import registry as labreg
 from lab.cells import Cell
-from lab.hypervisors.qemu import guestfwd
+from lab.hypervisors.vmspec import guestfwd
 from lab.images import debian
-from lab.openstack_runner import (
+from lab.lanes.openstack import (
     INSTANCE_REGISTRY,
     META_PATH,
     metadata_seconds,
     run_openstack_cell,
     run_openstack_loader,
 )
-from lab.path_b import set_vars
-from lab.path_c import path_c_problems
-from lab.path_d import build_d_iso, push_target, target_cmdline
+from lab.paths.b import set_vars
+from lab.paths.c import path_c_problems
+from lab.paths.d import build_d_iso, push_target, target_cmdline
+from lab.services import registry as labreg
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
 

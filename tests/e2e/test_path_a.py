@@ -6,7 +6,7 @@ import pytest
 
 from lab.cells import DISTROS, FILESYSTEMS, Cell
 from lab.images import debian
-from lab.runner import run_bootstrap, run_path_a_disk
+from lab.paths.a import run_bootstrap, run_path_a_disk
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
 

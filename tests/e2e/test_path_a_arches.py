@@ -24,8 +24,8 @@ import pytest
 from lab.arch_lanes import LaneGap
 from lab.cells import Cell
 from lab.matrix import judge
+from lab.paths.a import run_path_a_disk
 from lab.qemu_private import PrivateQemuError
-from lab.runner import run_path_a_disk
 
 # Set-up builds the lane initramfs (minutes of qemu-user on a cold cache) before the boot.
 pytestmark = [pytest.mark.e2e, pytest.mark.boot, pytest.mark.timeout(3600)]

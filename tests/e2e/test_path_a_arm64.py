@@ -13,13 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from lab.bootstrap import build_bootstrap_iso
 from lab.cells import DISTROS, FILESYSTEMS, Cell, Stopwatch
 from lab.firmware import FirmwareError, select_firmware
-from lab.hypervisors.qemu import Disk, VMSpec
+from lab.hypervisors.qemu import boot
+from lab.hypervisors.vmspec import Disk, VMSpec
 from lab.images import debian
 from lab.matrix import expectation
+from lab.paths.a import run_path_a_disk
 from lab.profiles import get_profile
-from lab.runner import boot, build_bootstrap_iso, check_userspace, run_path_a_disk, verdict
+from lab.verdict import check_userspace, verdict
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
 

@@ -16,7 +16,7 @@ import pytest
 from lab.cells import Cell
 from lab.images import debian
 from lab.matrix import judge
-from lab.path_b import run_path_b, uki_disk
+from lab.paths.b import run_path_b, uki_disk
 from tests.helpers import require_lane
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]

@@ -7,8 +7,8 @@ import pytest
 
 from lab.cells import DISTROS, FILESYSTEMS, Cell
 from lab.images import debian
-from lab.path_c import path_c_problems, run_menu_boot, run_path_c_disk
-from lab.runner import run_bootstrap
+from lab.paths.a import run_bootstrap
+from lab.paths.c import path_c_problems, run_menu_boot, run_path_c_disk
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
 
@@ -25,7 +25,7 @@ def test_path_c_from_local_disk(cell: Cell, tmp_path, settle_cell) -> None:
     settle_cell(result)
     # Once through cloudboot-init, phases in order, our entry first in BootOrder with HD()
     # from the cache disk's partition table, foreign entries untouched, staged files as
-    # reported, fsck clean: lab.path_c.path_c_problems names whatever is off.
+    # reported, fsck clean: lab.paths.c.path_c_problems names whatever is off.
     assert not (bad := path_c_problems(run)), bad
     assert "root=UUID=" in run.ours[0]["optional_data"]
 

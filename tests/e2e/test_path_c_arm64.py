@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lab.cells import DISTROS, FILESYSTEMS, Cell
-from lab.path_c import path_c_problems, run_path_c_disk
+from lab.paths.c import path_c_problems, run_path_c_disk
 from tests.helpers import require_lane
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]

@@ -17,7 +17,7 @@ from cloudboot.cli.main import main as cloudboot_main
 from cloudboot.efi import varstore
 from cloudboot.efi.loadopt import staged_paths
 from lab.cells import Cell
-from lab.path_c import PathCMachine, PathCRun, cache_esp
+from lab.paths.c import PathCMachine, PathCRun, cache_esp
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
 

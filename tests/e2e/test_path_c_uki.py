@@ -19,7 +19,7 @@ from cloudboot.efi.loadopt import staged_paths
 from cloudboot.init.pathc.bootentry import uki_path
 from lab.cells import Cell
 from lab.images import debian
-from lab.path_c import PathCMachine, PathCRun, path_c_problems, reset_stalled
+from lab.paths.c import PathCMachine, PathCRun, path_c_problems, reset_stalled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
 

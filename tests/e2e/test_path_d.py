@@ -15,11 +15,11 @@ import pytest
 
 from cloudboot.oci.manifest import Platform
 from cloudboot.oci.push import push_artifact
-from lab import registry as labreg
 from lab.cells import Cell, CellResult
 from lab.images import debian
 from lab.matrix import expectation, judge
-from lab.path_d import RETURNED, guest_config, push_target, read_mark, run_path_d, target_cmdline
+from lab.paths.d import RETURNED, guest_config, push_target, read_mark, run_path_d, target_cmdline
+from lab.services import registry as labreg
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]
 if labreg.available():
@@ -246,7 +246,7 @@ LIBVIRT = Cell("libvirt", "x86_64", "D", "debian-12", "ext4")
 def test_path_d_through_libvirt(tmp_path: Path, reg: labreg.LocalRegistry,
                                 image: debian.TargetImage, record_cell, settle_cell) -> None:
     """The same loader machine as a libvirt domain (NIC and virtio-rng passed through)."""
-    from lab.libvirt_runner import unavailable_reason
+    from lab.hypervisors.libvirt import unavailable_reason
 
     why = unavailable_reason()
     if why is not None:

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from lab.cells import Cell
+from lab.lanes.vz import run_vz_path_a
 from lab.matrix import expectation, judge
-from lab.path_c import path_c_problems, run_path_c_disk
-from lab.vz import run_vz_path_a
+from lab.paths.c import path_c_problems, run_path_c_disk
 from tests.e2e.test_path_c_arm64 import TIMEOUT, require_aarch64_lane
 
 pytestmark = [pytest.mark.e2e, pytest.mark.boot]

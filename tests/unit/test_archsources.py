@@ -1,5 +1,5 @@
-"""cloudboot/bootstrap/archsources.py: which suite gives each arch's bootstrap UKI its kernel, stub and
-Python; the errors when a part cannot be had; `cloudboot build` taking exactly those parts.
+"""cloudboot/bootstrap/archsources.py: which suite gives each arch's bootstrap UKI its kernel,
+stub and Python; the errors when a part cannot be had; `cloudboot build` taking exactly those parts.
 
 Real Debian packages (cached under ~/.cache/cloudboot; fetched from Debian's mirror with apt
 when the cache is cold), real apt for the failures, the real CLI.

@@ -16,7 +16,8 @@ UUID = "0b7c6a2e-5d44-4f7e-9a63-2f1d8c0e4b11"
 def need(*tools: str) -> None:
     for tool in tools:
         if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is not installed (python -m cloudboot.debian.hostdeps ensure tests)")
+            pytest.fail(f"{tool} is not installed (python -m cloudboot.debian.hostdeps ensure "
+                        "tests)")
 
 
 def blkid(path: Path, offset: int = 0) -> dict[str, str]:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from cloudboot.arch import host_arch
-from lab import accel
 from lab.firmware import select_firmware
+from lab.hypervisors import accel
 from lab.profiles import get_profile
 
 # Verbatim stderr of qemu-system-x86_64 7.2.22 under KVM with OVMF on this host.

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from lab.accel import host_accel, probe_kvm, select_accel
 from lab.console import parse_log
 from lab.failures import classify
 from lab.firmware import select_firmware
-from lab.hypervisors.qemu import QemuVM, VMError, VMSpec
+from lab.hypervisors.accel import host_accel, probe_kvm, select_accel
+from lab.hypervisors.qemu import QemuVM
+from lab.hypervisors.vmspec import VMError, VMSpec
 from lab.profiles import get_profile
 
 

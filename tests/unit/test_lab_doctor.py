@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from lab import doctor
-from lab.accel import host_accel
 from lab.cells import PATHS, Cell
+from lab.hypervisors.accel import host_accel
 from lab.matrix import LANES, expectation, load_expectations
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -44,7 +44,7 @@ SAMPLES = [
     ("BdsDxe: loading Boot0001\n" + ev("init-start") + ev("net-up"), True, "timeout",
      "last phase net-up"),
     ("BdsDxe: loading Boot0001\n" + ev("init-start"), False, "lab", "last phase init-start"),
-    # Path C's reboot that the platform never performed (lab.path_c.wait_decided ends it) ...
+    # Path C's reboot that the platform never performed (lab.paths.c.wait_decided ends it) ...
     (ev("init-start") + ev("staged") + ev("rebooting") + "[   33.5] reboot: Restarting system\n",
      False, "handoff", "guest reset never happened (after handoff)"),
     # ... is not a reset after which the firmware went on and the boot then ran out of time.

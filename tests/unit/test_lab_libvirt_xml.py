@@ -15,7 +15,7 @@ import pytest
 
 from lab.firmware import Firmware
 from lab.hypervisors.domainxml import QEMU_NS, DomainXMLError, domain_xml
-from lab.hypervisors.qemu import Disk, UserNet, VMSpec
+from lab.hypervisors.vmspec import Disk, UserNet, VMSpec
 from lab.profiles import get_profile
 
 # Golden outputs do not depend on this host's QEMU release.

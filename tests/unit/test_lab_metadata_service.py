@@ -11,7 +11,7 @@ import pytest
 from cloudboot.init.net import metadata
 from cloudboot.media import configdrive
 from cloudboot.media.configdrive import InstanceMetadata
-from lab.metadata_service import MetadataService, serving
+from lab.services.metadata import MetadataService, serving
 
 # Golden outputs do not depend on this host's QEMU release.
 pytestmark = pytest.mark.usefixtures("qemu_without_cpu_quirks")
@@ -84,8 +84,9 @@ def test_golden_nova_shaped_command_line(arch: str) -> None:
 
     from lab.cells import Cell
     from lab.firmware import Firmware
-    from lab.hypervisors.qemu import Disk, QemuVM
-    from lab.openstack_runner import instance_metadata, nova_spec
+    from lab.hypervisors.qemu import QemuVM
+    from lab.hypervisors.vmspec import Disk
+    from lab.lanes.openstack import instance_metadata, nova_spec
     from lab.profiles import get_profile
 
     run = Path("/run/lab/cell")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cloudboot.efi import varstore
-from lab.path_c import FOREIGN_FILES_BY_ARCH, plant_foreign_entries
+from lab.paths.c import FOREIGN_FILES_BY_ARCH, plant_foreign_entries
 
 OVMF_VARS_4M = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 # The oracle: virt-firmware's own CLI, installed next to this interpreter with the package.

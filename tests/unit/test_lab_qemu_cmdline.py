@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from lab.firmware import Firmware
-from lab.hypervisors.qemu import Disk, QemuVM, UserNet, VMSpec, build_command
+from lab.hypervisors.qemu import QemuVM
+from lab.hypervisors.vmspec import Disk, UserNet, VMSpec, build_command
 from lab.profiles import PROFILES, get_profile
 
 # Golden outputs do not depend on this host's QEMU release.

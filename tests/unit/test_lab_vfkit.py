@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from lab.hypervisors.qemu import Disk, UserNet, VMSpec
 from lab.hypervisors.vfkit import (
     NOT_RUN_REASON,
     VfkitError,
@@ -20,6 +19,7 @@ from lab.hypervisors.vfkit import (
     build_command,
     unavailable_reason,
 )
+from lab.hypervisors.vmspec import Disk, UserNet, VMSpec
 from lab.profiles import get_profile
 
 GOLDEN = Path(__file__).parent / "golden"

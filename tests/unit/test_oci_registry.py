@@ -29,7 +29,7 @@ from cloudboot.oci.manifest import Descriptor, Platform
 from cloudboot.oci.pull import fetch_plan, resolve
 from cloudboot.oci.push import push_artifact, push_index, push_plan
 from cloudboot.oci.ref import parse_ref
-from lab import registry as labreg
+from lab.services import registry as labreg
 
 AMD64 = Platform("linux", "amd64")
 

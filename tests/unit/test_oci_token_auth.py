@@ -1,5 +1,5 @@
 """Bearer auth against a real token flow: docker-registry configured with `auth: token`
-trusting the lab's token service, which signs RS256 JWTs (lab/token_service.py)."""
+trusting the lab's token service, which signs RS256 JWTs (lab/services/token.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from cloudboot.oci.manifest import Platform
 from cloudboot.oci.pull import resolve
 from cloudboot.oci.push import push_artifact
 from cloudboot.oci.ref import parse_ref
-from lab import registry as labreg
-from lab.token_service import SERVICE, TokenService
+from lab.services import registry as labreg
+from lab.services.token import SERVICE, TokenService
 
 AMD64 = Platform("linux", "amd64")
 USERS = {"fleet": "t0ken-pass"}

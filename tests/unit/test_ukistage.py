@@ -1,5 +1,6 @@
 """Path C's "uki" form: a UKI assembled in the guest from the bootstrap's systemd-stub, the
-target kernel, initrd and command line, streamed onto the cache ESP (cloudboot/init/pathc/ukistage.py).
+target kernel, initrd and command line, streamed onto the cache ESP
+(cloudboot/init/pathc/ukistage.py).
 
 Every arch's real stub and real kernel: the Debian packages the bootstrap of that arch is
 built from (x86_64/aarch64: the host builder's; armv7/riscv64/loongarch64: the lane's)."""

@@ -22,14 +22,16 @@ from cloudboot.loader.netconfig import NetConfig, build_d_loader, write_media
 from cloudboot.oci.manifest import Platform
 from cloudboot.oci.push import Pushed, push_artifact, push_index
 from lab import console
-from lab import registry as labreg
-from lab.accel import select_accel
 from lab.cells import Cell, CellResult, Stopwatch, file_digest
+from lab.console import DECIDED, BootOutcome
 from lab.firmware import select_firmware, with_editable_vars
-from lab.hypervisors.qemu import Disk, QemuVM, UserNet, VMError, VMSpec
+from lab.hypervisors.accel import select_accel
+from lab.hypervisors.qemu import QemuVM
+from lab.hypervisors.vmspec import Disk, UserNet, VMError, VMSpec
 from lab.images import debian
 from lab.profiles import get_profile
-from lab.runner import DECIDED, BootOutcome, check_userspace, verdict
+from lab.services import registry as labreg
+from lab.verdict import check_userspace, verdict
 
 GUEST_HOST = "10.0.2.2"  # QEMU user net: the host's loopback as the guest sees it
 GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7": "arm"}
@@ -163,7 +165,7 @@ def run_path_d(cell: Cell, workdir: Path, cfg: NetConfig, image: debian.TargetIm
                   no_reboot=True, hard_timeout=timeout + 60, rng=True,
                   name=cell.id)
     if cell.hypervisor == "libvirt":  # the same machine as a libvirt domain
-        from lab.libvirt_runner import boot as libvirt_boot
+        from lab.hypervisors.libvirt import boot as libvirt_boot
 
         outcome = libvirt_boot(spec, workdir / "vm", timeout)
     else:

@@ -25,7 +25,8 @@ from typing import Literal
 from cloudboot.arch import host_arch
 from cloudboot.fsutil import atomic_output, cache_dir
 from lab.firmware import FirmwareError, select_firmware
-from lab.hypervisors.qemu import QemuVM, VMError, VMSpec
+from lab.hypervisors.qemu import QemuVM
+from lab.hypervisors.vmspec import VMError, VMSpec
 from lab.profiles import Profile, get_profile
 
 ENV = "CLOUDBOOT_ACCEL"

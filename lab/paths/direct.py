@@ -8,12 +8,13 @@ from pathlib import Path
 
 from cloudboot.arch import get_arch
 from cloudboot.bootstrap.build import BuildRequest, build
-from lab.accel import select_accel
 from lab.arch_lanes import LANES, get_lane
+from lab.bootstrap import lane_profile
 from lab.firmware import select_firmware
-from lab.hypervisors.qemu import Disk, VMSpec
+from lab.hypervisors.accel import select_accel
+from lab.hypervisors.qemu import boot
+from lab.hypervisors.vmspec import Disk, VMSpec
 from lab.images import debian
-from lab.runner import boot, lane_profile
 
 
 def direct_firmware_boot(image: debian.TargetImage, work: Path, arch: str = "x86_64",

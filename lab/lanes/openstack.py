@@ -10,7 +10,7 @@ What makes it Nova-shaped (nova/virt/libvirt/driver.py's choices, expressed on Q
   on IDE/SATA on x86; Debian's cloud kernel has no AHCI, so here it is a virtio-scsi CD
   (Nova's hw_cdrom_bus=scsi with hw_scsi_model=virtio-scsi);
 - one virtio NIC on QEMU user networking with restrict=on, `net=169.254.0.0/16`, and
-  169.254.169.254:80 forwarded to the lab's metadata service (lab.metadata_service); more
+  169.254.169.254:80 forwarded to the lab's metadata service (lab.services.metadata); more
   forwards (e.g. the lab registry) may be added by the caller;
 - the serial console.
 
@@ -28,19 +28,21 @@ from typing import Any, Literal
 
 from cloudboot.media import cachedisk, configdrive
 from cloudboot.media.configdrive import InstanceMetadata
-from lab.accel import select_accel
+from lab.bootstrap import build_bootstrap_iso
 from lab.cells import Cell, CellResult, Stopwatch, file_digest
 from lab.firmware import Firmware, select_firmware, with_editable_vars
-from lab.hypervisors.qemu import Disk, UserNet, VMSpec
+from lab.hypervisors.accel import select_accel
+from lab.hypervisors.qemu import boot
+from lab.hypervisors.vmspec import Disk, UserNet, VMSpec
 from lab.images import debian
-from lab.metadata_service import GUEST_NET, MetadataService, Request
-from lab.path_c import (
+from lab.paths.c import (
     PathCRun,
     plant_foreign_entries,
     raw_boot_vars,
 )
 from lab.profiles import Profile, get_profile
-from lab.runner import boot, build_bootstrap_iso, check_userspace, verdict
+from lab.services.metadata import GUEST_NET, MetadataService, Request
+from lab.verdict import check_userspace, verdict
 
 METADATA_CMDLINE = "cloudboot.metadata.url=openstack"
 # romfile= drops the NIC's iPXE ROM: OVMF would otherwise try to PXE boot first (DESIGN §7).
@@ -67,7 +69,7 @@ def nova_spec(name: str, profile: Profile, fw: Firmware, vars_path: Path,
               md: InstanceMetadata, root: Path, drive: Path, volumes: list[Disk],
               guestfwds: tuple[str, ...], *, accel: Literal["tcg", "kvm"] = "tcg",
               reboots: bool = False, timeout: float = 600.0) -> VMSpec:
-    """The Nova-shaped VMSpec (golden-tested through lab.hypervisors.qemu.build_command).
+    """The Nova-shaped VMSpec (golden-tested through lab.hypervisors.vmspec.build_command).
     `guestfwds`: the metadata service's rule first (MetadataService.guestfwd), then others."""
     if profile.name not in NOVA_PROFILES:
         raise ValueError(f"VM {name}: the openstack lane is wired for "
@@ -171,7 +173,7 @@ def run_openstack_loader(cell: Cell, workdir: Path, root: Path, *,
     any instance (the loaders do not read them: they must not be confused by them, e.g. a
     2048-byte-block CD among the block devices). `vars_set` prepares the nvram (Path B's
     CloudBootTarget). Returns the verdict and the vars file (CloudBootMark)."""
-    from lab.path_b import boot_loader
+    from lab.paths.b import boot_loader
 
     watch = Stopwatch()
     workdir.mkdir(parents=True, exist_ok=True)

@@ -35,22 +35,18 @@ from cloudboot.init.pathc.bootentry import build_option, uki_path
 from cloudboot.init.storage.gptread import GptPartition, read_gpt
 from cloudboot.media import cachedisk
 from cloudboot.media.fatread import FatReader
-from lab import console
-from lab.accel import select_accel
+from lab import console, hypervisors
+from lab.bootstrap import build_bootstrap_iso, lane_profile
 from lab.cells import Cell, CellResult, Stopwatch, file_digest
+from lab.console import DECIDED, BootOutcome
 from lab.firmware import Firmware, select_firmware, with_editable_vars
-from lab.hypervisors.qemu import Disk, QemuVM, UserNet, VMError, VMSpec
+from lab.hypervisors.accel import select_accel
+from lab.hypervisors.qemu import QemuVM
+from lab.hypervisors.vmspec import Disk, UserNet, VMError, VMSpec
 from lab.images import debian
+from lab.images.vz import target_image
 from lab.profiles import Profile, get_profile
-from lab.runner import (
-    DECIDED,
-    BootOutcome,
-    build_bootstrap_iso,
-    check_userspace,
-    lane_profile,
-    verdict,
-)
-from lab.vz import target_image
+from lab.verdict import check_userspace, verdict
 
 # A reset the platform never performs would hold a cell for its whole timeout: this long a
 # silence after the kernel's restart line ends the boot (firmware prints within seconds of a
@@ -211,7 +207,7 @@ class PathCMachine:
         cache disk. `image`: the target disk when the cell's fs field is not a plain
         filesystem ("ext4-oci-plan")."""
         workdir.mkdir(parents=True, exist_ok=True)
-        image = image or target_image(cell)  # the vz variant for vz cells (lab/vz.py)
+        image = image or target_image(cell)  # the vz variant for vz cells (lab/lanes/vz.py)
         # riscv64/loongarch64 run on the private QEMU 10 (lab/runner.lane_profile).
         profile = get_profile(cell.profile_name) if cell.profile_name != cell.arch \
             else lane_profile(cell.arch)
@@ -312,7 +308,15 @@ def run_path_c_disk(cell: Cell, workdir: Path, *, extra_cmdline: str = "",
                     timeout: float = 600.0, plant_foreign: bool = True) -> PathCRun:
     """boot.iso (cloudboot.exit=reboot) + cache disk + the Debian target disk, one boot."""
     m = PathCMachine.create(cell, workdir, plant_foreign=plant_foreign)
-    return m.boot(m.iso(m.cmdline(extra_cmdline)), timeout=timeout)
+    iso = m.iso(m.cmdline(extra_cmdline))
+    if cell.hypervisor != "libvirt":
+        return m.boot(iso, timeout=timeout)
+    # As a libvirt domain: it restarts in place on the guest's reboot (on_reboot=restart),
+    # its nvram is this machine's VARS file, and domainxml keeps libvirt's bootindex off every
+    # device so the firmware follows the BootOrder the guest wrote.
+    watch = Stopwatch()
+    outcome = hypervisors.boot("libvirt", m.spec(iso, timeout), workdir / "vm", timeout)
+    return m.finish(outcome, iso, watch.seconds())
 
 
 def path_c_problems(run: PathCRun) -> list[str]:

@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from cloudboot.media import configdrive
 from cloudboot.media.configdrive import InstanceMetadata
-from lab.hypervisors.qemu import guestfwd
+from lab.hypervisors.vmspec import guestfwd
 
 GUEST_ADDRESS = "169.254.169.254"
 GUEST_NET = "169.254.0.0/16"  # slirp's network must hold the metadata address

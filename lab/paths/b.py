@@ -18,13 +18,15 @@ from cloudboot.cli.main import main as cloudboot_main
 from cloudboot.efi import varstore
 from cloudboot.loader.media import build_b_media, esp_disk
 from lab import console
-from lab.accel import select_accel
 from lab.cells import Cell, CellResult, Stopwatch, file_digest
+from lab.console import BootOutcome
 from lab.firmware import select_firmware, with_editable_vars
-from lab.hypervisors.qemu import Disk, QemuVM, VMError, VMSpec
+from lab.hypervisors.accel import select_accel
+from lab.hypervisors.qemu import QemuVM
+from lab.hypervisors.vmspec import Disk, VMError, VMSpec
 from lab.images import debian
 from lab.profiles import get_profile
-from lab.runner import BootOutcome, check_userspace, verdict
+from lab.verdict import check_userspace, verdict
 
 # The run has decided itself: userspace, a loader or kernel failure, or the firmware gave up.
 DECIDED = re.compile(r"CLOUDBOOT-USERSPACE|\"phase\":\s*\"fatal\"|Kernel panic - not syncing|"
@@ -106,7 +108,7 @@ def run_path_b(cell: Cell, workdir: Path, *, target: str | None = "ext4:",
     spec = VMSpec(profile=profile, firmware=fw, vars_path=vars_path, accel=accel, disks=disks,
                   no_reboot=True, hard_timeout=timeout + 60, name=cell.id)
     if cell.hypervisor == "libvirt":  # the same machine as a libvirt domain
-        from lab.libvirt_runner import boot as libvirt_boot
+        from lab.hypervisors.libvirt import boot as libvirt_boot
 
         outcome = libvirt_boot(spec, workdir / "vm", timeout)
     else:
