@@ -1,11 +1,11 @@
 """`python -m lab doctor | boot | matrix | precache`: the lab's commands.
 
-- doctor [--json]: what this host can run, and why not (lab/doctor.py)
+- doctor [--json]: what this host can run, and why not (lab/commands/doctor.py)
 - boot --hypervisor H --arch A --path P --distro D [--fs F] [--workdir DIR]: one cell, console
-  live on stdout, then the verdict; exit 0 pass, 1 fail, 2 not run (lab/cli_boot.py)
+  live on stdout, then the verdict; exit 0 pass, 1 fail, 2 not run (lab/commands/boot.py)
 - matrix [--smoke] [--check]: pytest on the e2e cells with --matrix-results, then MATRIX.md;
   --check only checks that MATRIX.md matches matrix/results.json
-- precache [--smoke] [CELL…]: build/fetch what the cells need (lab/precache.py)
+- precache [--smoke] [CELL…]: build/fetch what the cells need (lab/commands/precache.py)
 """
 
 from __future__ import annotations
@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("doctor", help="what this host can run, and why not")
     d.add_argument("--json", action="store_true")
     b = sub.add_parser("boot", help="boot one cell, console live, then the verdict")
-    from lab import cli_boot
+    from lab.commands import boot as boot_command
 
-    cli_boot.add_arguments(b)
+    boot_command.add_arguments(b)
     m = sub.add_parser("matrix", help="run the e2e cells and render MATRIX.md")
     m.add_argument("--smoke", action="store_true", help="only the smoke-marked cells")
     m.add_argument("--check", action="store_true", help="only check MATRIX.md is up to date")
@@ -83,14 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     pc.add_argument("cells", nargs="*", help="cell ids (default: every cell)")
     args = p.parse_args(argv)
     if args.cmd == "doctor":
-        from lab import doctor
+        from lab.commands import doctor
 
         return doctor.main(as_json=args.json)
     if args.cmd == "boot":
-        return cli_boot.main(args)
+        return boot_command.main(args)
     if args.cmd == "matrix":
         return run_matrix(args.smoke, args.check, args.pytest_args)
-    from lab.precache import precache
+    from lab.commands.precache import precache
 
     digests = precache(selected_cells(args.smoke, args.cells))
     for name, digest in sorted(digests.items()):

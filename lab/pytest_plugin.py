@@ -3,12 +3,12 @@
 Works with pytest-xdist: every worker writes one JSON file per cell into PATH.d/, and the
 controller merges them (with provenance) when the session ends.
 
-Precache: before the first test runs (pytest_runtestloop, so outside every test's timeout and
-every boot timeout), the plugin builds/fetches what the selected cells need (lab/precache.py):
-cells come from a test's `cell` parameter or its `@pytest.mark.cells(...)` marker. Under xdist
-each worker does it for the whole selection; the caches' locks make the work happen once.
-`--no-precache` skips it. The `lab_precache` session fixture returns the asset digests, which
-also go into results.json's provenance under "assets".
+Precache: before the first test runs (pytest_runtestloop, so outside every test's timeout and every
+boot timeout), the plugin builds/fetches what the selected cells need (lab/commands/precache.py):
+cells come from a test's `cell` parameter or its `@pytest.mark.cells(...)` marker. Under xdist each
+worker does it for the whole selection; the caches' locks make the work happen once. `--no-precache`
+skips it. The `lab_precache` session fixture returns the asset digests, which also go into
+results.json's provenance under "assets".
 """
 
 from __future__ import annotations
@@ -76,15 +76,15 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     if not cells:
         return
     from cloudboot.fsutil import cache_dir
+    from lab.commands.precache import precache
     from lab.images.buildcache import file_lock
-    from lab.precache import precache
 
     try:
         # One worker at a time: the first builds, the others then find everything cached.
         with file_lock(cache_dir("locks") / "precache.lock"):
             digests = precache(cells)
     except Exception as e:  # the tests meet the same problem and report it per cell
-        print(f"[lab.precache] failed, the cells will report it: {type(e).__name__}: {e}",
+        print(f"[lab.commands.precache] failed, the cells will report it: {type(e).__name__}: {e}",
               file=sys.stderr, flush=True)
         return
     config.stash[_PRECACHE] = digests

@@ -1,11 +1,12 @@
-"""The device-path node kinds cloudboot models (UEFI spec 10.3), each packing to exact bytes.
-
-Standard library only: the guest init imports this. Parsing and text live in devpath.
+"""The device-path node kinds cloudboot models (UEFI spec 10.3), each packing to exact bytes:
+the base class, End, hardware (PCI, vendor), ACPI and media (HardDrive, CD-ROM, file path,
+firmware volumes) nodes. Messaging nodes (SCSI, USB, MAC, IP, SATA, NVMe, URI) are in
+msgnodes.py. Standard library only: the guest init imports this. Parsing and text live in
+devpath.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import struct
 from dataclasses import dataclass
 from typing import ClassVar
@@ -59,12 +60,12 @@ class Node:
         return struct.pack("<BBH", self.type, self.subtype, len(data) + 4) + data
 
 
-def _exact(data: bytes, size: int, what: str) -> None:
+def exact_size(data: bytes, size: int, what: str) -> None:
     if len(data) != size:
         raise ValueError(f"{what} node payload must be {size} bytes, got {len(data)}")
 
 
-def _hex_tail(data: bytes) -> str:
+def hex_tail(data: bytes) -> str:
     return f",{data.hex().upper()}" if data else ""
 
 
@@ -88,7 +89,7 @@ class RawNode(Node):
         return self.data
 
     def text(self) -> str:
-        return f"Path({self.node_type},{self.node_subtype}{_hex_tail(self.data)})"
+        return f"Path({self.node_type},{self.node_subtype}{hex_tail(self.data)})"
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ class End(Node):
 
     @classmethod
     def from_payload(cls, data: bytes) -> End:
-        _exact(data, 0, "End")
+        exact_size(data, 0, "End")
         return cls()
 
     def text(self) -> str:
@@ -122,7 +123,7 @@ class EndInstance(Node):
 
     @classmethod
     def from_payload(cls, data: bytes) -> EndInstance:
-        _exact(data, 0, "EndInstance")
+        exact_size(data, 0, "EndInstance")
         return cls()
 
     def text(self) -> str:
@@ -141,7 +142,7 @@ class Pci(Node):
 
     @classmethod
     def from_payload(cls, data: bytes) -> Pci:
-        _exact(data, 2, "Pci")
+        exact_size(data, 2, "Pci")
         function, device = struct.unpack("<BB", data)
         return cls(device, function)
 
@@ -165,7 +166,7 @@ class _Vendor(Node):
         return cls(_guid.from_bytes(data), bytes(data[16:]))
 
     def text(self) -> str:
-        return f"{self.LABEL}({self.vendor_guid}{_hex_tail(self.data)})"
+        return f"{self.LABEL}({self.vendor_guid}{hex_tail(self.data)})"
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ class Acpi(Node):
 
     @classmethod
     def from_payload(cls, data: bytes) -> Acpi:
-        _exact(data, 8, "Acpi")
+        exact_size(data, 8, "Acpi")
         return cls(*struct.unpack("<II", data))
 
     def text(self) -> str:
@@ -221,215 +222,6 @@ class Acpi(Node):
 
 def pci_root(uid: int = 0) -> Acpi:
     return Acpi(_PNP0A03, uid)
-
-
-@dataclass(frozen=True)
-class Scsi(Node):
-    TYPE = MESSAGING
-    SUBTYPE = 0x02
-    pun: int
-    lun: int
-
-    def payload(self) -> bytes:
-        return struct.pack("<HH", self.pun, self.lun)
-
-    @classmethod
-    def from_payload(cls, data: bytes) -> Scsi:
-        _exact(data, 4, "Scsi")
-        return cls(*struct.unpack("<HH", data))
-
-    def text(self) -> str:
-        return f"Scsi(0x{self.pun:X},0x{self.lun:X})"
-
-
-@dataclass(frozen=True)
-class Usb(Node):
-    TYPE = MESSAGING
-    SUBTYPE = 0x05
-    port: int
-    interface: int
-
-    def payload(self) -> bytes:
-        return struct.pack("<BB", self.port, self.interface)
-
-    @classmethod
-    def from_payload(cls, data: bytes) -> Usb:
-        _exact(data, 2, "USB")
-        return cls(*struct.unpack("<BB", data))
-
-    def text(self) -> str:
-        return f"USB(0x{self.port:X},0x{self.interface:X})"
-
-
-@dataclass(frozen=True)
-class MacAddr(Node):
-    TYPE = MESSAGING
-    SUBTYPE = 0x0B
-    address: bytes  # always 32 bytes on the wire; the significant part depends on if_type
-    if_type: int = 1
-
-    def payload(self) -> bytes:
-        if len(self.address) > 32:
-            raise DevicePathError(f"MAC address too long: {len(self.address)} bytes (max 32)")
-        return self.address.ljust(32, b"\0") + bytes([self.if_type])
-
-    @classmethod
-    def from_payload(cls, data: bytes) -> MacAddr:
-        _exact(data, 33, "MAC")
-        return cls(bytes(data[:32]), data[32])
-
-    def text(self) -> str:
-        # Ethernet (0) and IEEE 802 (1) addresses are 6 bytes; show all 32 for anything else.
-        shown = self.address[:6] if self.if_type in (0, 1) else self.address.ljust(32, b"\0")
-        return f"MAC({shown.hex().upper()},0x{self.if_type:X})"
-
-
-def _protocol(p: int) -> str:
-    return {6: "TCP", 17: "UDP"}.get(p, f"0x{p:X}")
-
-
-@dataclass(frozen=True)
-class IPv4(Node):
-    TYPE = MESSAGING
-    SUBTYPE = 0x0C
-    local: str = "0.0.0.0"
-    remote: str = "0.0.0.0"
-    local_port: int = 0
-    remote_port: int = 0
-    protocol: int = 0
-    static: bool = False
-    gateway: str = "0.0.0.0"
-    mask: str = "0.0.0.0"
-
-    def payload(self) -> bytes:
-        def a(s: str) -> bytes:
-            return ipaddress.IPv4Address(s).packed
-
-        return (
-            a(self.local) + a(self.remote)
-            + struct.pack("<HHHB", self.local_port, self.remote_port, self.protocol,
-                          int(self.static))
-            + a(self.gateway) + a(self.mask)
-        )
-
-    @classmethod
-    def from_payload(cls, data: bytes) -> IPv4:
-        _exact(data, 23, "IPv4")  # the old 19-byte form stays a RawNode
-
-        def a(off: int) -> str:
-            return str(ipaddress.IPv4Address(data[off : off + 4]))
-
-        lport, rport, proto, static = struct.unpack_from("<HHHB", data, 8)
-        if static > 1:
-            raise ValueError("IPv4 StaticIpAddress must be 0 or 1")
-        return cls(a(0), a(4), lport, rport, proto, bool(static), a(15), a(19))
-
-    def text(self) -> str:
-        mode = "Static" if self.static else "DHCP"
-        return (f"IPv4({self.remote},{_protocol(self.protocol)},{mode},{self.local},"
-                f"{self.gateway},{self.mask})")
-
-
-@dataclass(frozen=True)
-class IPv6(Node):
-    TYPE = MESSAGING
-    SUBTYPE = 0x0D
-    local: str = "::"
-    remote: str = "::"
-    local_port: int = 0
-    remote_port: int = 0
-    protocol: int = 0
-    origin: int = 0  # 0 static, 1 stateless auto-configuration, 2 stateful
-    prefix_length: int = 0
-    gateway: str = "::"
-
-    def payload(self) -> bytes:
-        def a(s: str) -> bytes:
-            return ipaddress.IPv6Address(s).packed
-
-        return (
-            a(self.local) + a(self.remote)
-            + struct.pack("<HHHBB", self.local_port, self.remote_port, self.protocol,
-                          self.origin, self.prefix_length)
-            + a(self.gateway)
-        )
-
-    @classmethod
-    def from_payload(cls, data: bytes) -> IPv6:
-        _exact(data, 56, "IPv6")
-
-        def a(off: int) -> str:
-            return str(ipaddress.IPv6Address(data[off : off + 16]))
-
-        lport, rport, proto, origin, prefix = struct.unpack_from("<HHHBB", data, 32)
-        return cls(a(0), a(16), lport, rport, proto, origin, prefix, a(40))
-
-    def text(self) -> str:
-        origin = {0: "Static", 1: "StatelessAutoConfigure", 2: "StatefulAutoConfigure"}.get(
-            self.origin, f"0x{self.origin:X}"
-        )
-        return (f"IPv6({self.remote},{_protocol(self.protocol)},{origin},{self.local},"
-                f"0x{self.prefix_length:X},{self.gateway})")
-
-
-@dataclass(frozen=True)
-class Sata(Node):
-    TYPE = MESSAGING
-    SUBTYPE = 0x12
-    hba_port: int
-    multiplier_port: int = 0xFFFF
-    lun: int = 0
-
-    def payload(self) -> bytes:
-        return struct.pack("<HHH", self.hba_port, self.multiplier_port, self.lun)
-
-    @classmethod
-    def from_payload(cls, data: bytes) -> Sata:
-        _exact(data, 6, "Sata")
-        return cls(*struct.unpack("<HHH", data))
-
-    def text(self) -> str:
-        return f"Sata(0x{self.hba_port:X},0x{self.multiplier_port:X},0x{self.lun:X})"
-
-
-@dataclass(frozen=True)
-class NVMe(Node):
-    TYPE = MESSAGING
-    SUBTYPE = 0x17
-    namespace_id: int
-    eui64: bytes = bytes(8)
-
-    def payload(self) -> bytes:
-        if len(self.eui64) != 8:
-            raise DevicePathError(f"NVMe EUI-64 must be 8 bytes, got {len(self.eui64)}")
-        return struct.pack("<I", self.namespace_id) + self.eui64
-
-    @classmethod
-    def from_payload(cls, data: bytes) -> NVMe:
-        _exact(data, 12, "NVMe")
-        return cls(struct.unpack_from("<I", data)[0], bytes(data[4:]))
-
-    def text(self) -> str:
-        eui = "-".join(f"{b:02X}" for b in reversed(self.eui64))
-        return f"NVMe(0x{self.namespace_id:X},{eui})"
-
-
-@dataclass(frozen=True)
-class Uri(Node):
-    TYPE = MESSAGING
-    SUBTYPE = 0x18
-    uri: str = ""  # "" means: whatever DHCP offers
-
-    def payload(self) -> bytes:
-        # surrogateescape: arbitrary bytes survive a decode/encode round trip.
-        return self.uri.encode("utf-8", "surrogateescape")
-
-    @classmethod
-    def from_payload(cls, data: bytes) -> Uri:
-        return cls(bytes(data).decode("utf-8", "surrogateescape"))
-
-    def text(self) -> str:
-        return f"Uri({self.uri})"
 
 
 @dataclass(frozen=True)
@@ -461,7 +253,7 @@ class HardDrive(Node):
 
     @classmethod
     def from_payload(cls, data: bytes) -> HardDrive:
-        _exact(data, 38, "HardDrive")
+        exact_size(data, 38, "HardDrive")
         number, start, size = struct.unpack_from("<IQQ", data)
         fmt, sig_type = data[36], data[37]
         raw_sig = data[20:36]
@@ -495,7 +287,7 @@ class CdRom(Node):
 
     @classmethod
     def from_payload(cls, data: bytes) -> CdRom:
-        _exact(data, 20, "CDROM")
+        exact_size(data, 20, "CDROM")
         return cls(*struct.unpack("<IQQ", data))
 
     def text(self) -> str:
@@ -537,7 +329,7 @@ class _FvGuid(Node):
 
     @classmethod
     def from_payload(cls, data: bytes) -> _FvGuid:
-        _exact(data, 16, cls.LABEL)
+        exact_size(data, 16, cls.LABEL)
         return cls(_guid.from_bytes(data))
 
     def text(self) -> str:

@@ -37,22 +37,15 @@ from cloudboot.efi.devnodes import (
     Fv,
     FvFile,
     HardDrive,
-    IPv4,
-    IPv6,
-    MacAddr,
     Node,
-    NVMe,
     Pci,
     RawNode,
-    Sata,
-    Scsi,
-    Uri,
-    Usb,
     VenHw,
     VenMedia,
     VenMsg,
     pci_root,
 )
+from cloudboot.efi.msgnodes import IPv4, IPv6, MacAddr, NVMe, Sata, Scsi, Uri, Usb
 
 __all__ = [
     "HARDWARE",

@@ -13,7 +13,7 @@ import pytest
 
 from lab.__main__ import matrix_command, selected_cells
 from lab.cells import Cell
-from lab.cli_boot import RUNNERS, ConsoleFollower, not_run_reason
+from lab.commands.boot import RUNNERS, ConsoleFollower, not_run_reason
 from lab.matrix import expectation
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import doctor
 from lab.cells import PATHS, Cell
+from lab.commands import doctor
 from lab.hypervisors.accel import host_accel
 from lab.matrix import LANES, expectation, load_expectations
 

@@ -161,7 +161,7 @@ def not_run_reason(cell: Cell) -> str | None:
     if runner_for(cell) is None:
         known = ", ".join(f"{h}/{a}/{p}" for h, a, p in sorted(RUNNERS))
         return (f"no lab runner for hypervisor {cell.hypervisor}, arch {cell.arch}, path "
-                f"{cell.path} (lab/cli_boot.py RUNNERS has: {known})")
+                f"{cell.path} (lab/commands/boot.py RUNNERS has: {known})")
     return None
 
 

@@ -19,7 +19,7 @@ from lab.cells import Cell
 
 
 def _progress(message: str) -> None:
-    print(f"[lab.precache] {message}", file=sys.stderr, flush=True)
+    print(f"[lab.commands.precache] {message}", file=sys.stderr, flush=True)
 
 
 def _deb_of(path: Path) -> Path | None:
@@ -37,7 +37,7 @@ def _deb_of(path: Path) -> Path | None:
 
 
 def _runnable(cells: Iterable[Cell]) -> list[Cell]:
-    from lab.cli_boot import not_run_reason
+    from lab.commands.boot import not_run_reason
 
     return [c for c in cells if not_run_reason(c) is None]
 

@@ -256,7 +256,7 @@ def _host_problems(cell: Cell, profiles: dict[str, ProfileReport], tools: dict[s
 def lane_verdict(cell: Cell, profiles: dict[str, ProfileReport], tools: dict[str, Check],
                  booted: dict[str, dict[str, Any]]) -> tuple[bool, str]:
     """(can run, why not or what runs it) for `cell` on this host."""
-    from lab.cli_boot import runner_for
+    from lab.commands.boot import runner_for
     from lab.matrix import expectation
 
     rule = expectation(cell)
