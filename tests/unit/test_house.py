@@ -147,8 +147,8 @@ def test_no_module_over_the_house_limit() -> None:
 IMPORT_NAMES = {"virt-firmware": "virt", "python-hcl2": "hcl2", "qemu.qmp": "qemu",
                 "libvirt-python": "libvirt", "pytest-xdist": "xdist",
                 "pytest-timeout": "pytest_timeout"}
-# Tools the dev extra installs for the command line, not for import.
-COMMAND_LINE_TOOLS = {"ruff", "mypy", "nox", "tox", "pytest-timeout"}
+# Tools the dev extra installs for the command line (and pytest plugins it loads), not for import.
+COMMAND_LINE_TOOLS = {"ruff", "mypy", "nox", "tox", "pytest-timeout", "pytest-xdist"}
 
 
 def _declared() -> list[str]:
