@@ -24,6 +24,9 @@ class Arch:
     # ARM EABI 347 (arch/arm/tools/syscall.tbl).
     kexec_load_nr: int | None = None
 
+    def __str__(self) -> str:  # in messages, ids and paths an arch is its name
+        return self.name
+
     @property
     def efi_boot_file(self) -> str:
         return f"BOOT{self.efi_suffix}.EFI"
@@ -74,6 +77,12 @@ def get_arch(name: str) -> Arch:
     except KeyError:
         known = ", ".join(sorted(ARCHES) + sorted(ALIASES))
         raise UnknownArch(f"unknown architecture {name!r} (known: {known})") from None
+
+
+def as_arch(arch: Arch | str) -> Arch:
+    """`arch` itself, or the Arch a name (ours, Debian's or Go's) stands for: for functions
+    that take either at a boundary (command lines, tests) and pass the Arch on."""
+    return arch if isinstance(arch, Arch) else get_arch(arch)
 
 
 def host_arch() -> Arch:

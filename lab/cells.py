@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from cloudboot.arch import Arch, as_arch
+
 Status = Literal["pass", "fail", "xfail", "xpass", "not-run"]
 
 # Distro names in the matrix, and the Debian release that builds each image. DISTROS are the
@@ -22,13 +24,21 @@ FILESYSTEMS = ("ext4", "xfs", "btrfs")
 PATHS = ("A", "B", "C", "D")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Cell:
     hypervisor: str  # qemu | libvirt | openstack | vfkit | vz
-    arch: str  # x86_64 | aarch64 | riscv64 | loongarch64 | armv7
+    arch: Arch  # x86_64 | aarch64 | riscv64 | loongarch64 | armv7
     path: str  # A | B | C | D
     distro: str  # debian-12 | debian-13 | debian-14
     fs: str  # ext4 | xfs | btrfs
+
+    def __init__(self, hypervisor: str, arch: Arch | str, path: str, distro: str,
+                 fs: str) -> None:
+        """Cells are named at the edges (ids, the command line, test parameters); the arch is
+        looked up once here and travels typed from then on."""
+        for name, value in (("hypervisor", hypervisor), ("arch", as_arch(arch)), ("path", path),
+                            ("distro", distro), ("fs", fs)):
+            object.__setattr__(self, name, value)
 
     @property
     def id(self) -> str:
@@ -46,7 +56,7 @@ class Cell:
     def profile_name(self) -> str:
         """The lab profile (lab/profiles.py) the cell boots with: `vz` cells use the QEMU
         profile that approximates Apple's Virtualization.framework, others their arch's."""
-        return "vz" if self.hypervisor == "vz" else self.arch
+        return "vz" if self.hypervisor == "vz" else self.arch.name
 
     @staticmethod
     def from_id(text: str) -> Cell:

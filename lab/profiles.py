@@ -145,8 +145,11 @@ class UnknownProfile(ValueError):
     pass
 
 
-def get_profile(name: str) -> Profile:
-    """A profile by name; architecture aliases (amd64, arm64, armhf, loong64…) work too."""
+def get_profile(name: str | Arch) -> Profile:
+    """A profile by name, or an arch's own; architecture aliases (amd64, arm64, armhf,
+    loong64…) work too."""
+    if isinstance(name, Arch):
+        name = name.name
     if name in PROFILES:
         return PROFILES[name]
     try:

@@ -52,14 +52,13 @@ def _openstack_disk(cell: Cell, workdir: Path, timeout: float) -> CellResult:
 
 
 def _openstack_b(cell: Cell, workdir: Path, timeout: float) -> CellResult:
-    from cloudboot.arch import get_arch
     from cloudboot.loader.media import build_b_media
     from lab.images import debian
     from lab.lanes.openstack import run_openstack_loader
     from lab.paths.b import set_vars
 
     image = debian.build(cell.release, cell.fs, cell.arch)
-    media = build_b_media(get_arch(cell.arch), workdir / "b.iso")
+    media = build_b_media(cell.arch, workdir / "b.iso")
     cmdline = f"root=UUID={image.fs_uuid} ro console=ttyS0"
     result, _ = run_openstack_loader(cell, workdir / "cell", media.path, timeout=timeout,
                                      vars_set=lambda v: set_vars(v, f"{cell.fs}:", cmdline))
@@ -148,7 +147,7 @@ RUNNERS: dict[tuple[str, str, str], Entry] = {
 
 
 def runner_for(cell: Cell) -> Entry | None:
-    return RUNNERS.get((cell.hypervisor, cell.arch, cell.path))
+    return RUNNERS.get((cell.hypervisor, cell.arch.name, cell.path))
 
 
 def not_run_reason(cell: Cell) -> str | None:

@@ -44,7 +44,6 @@ def _runnable(cells: Iterable[Cell]) -> list[Cell]:
 
 def precache(cells: Iterable[Cell], report: Callable[[str], None] = _progress
              ) -> dict[str, str]:
-    from cloudboot.arch import get_arch
     from cloudboot.bootstrap.build import default_initramfs, default_kernel, default_stub
     from lab.assets import debian_deb_digest, sha256_file
     from lab.firmware import select_firmware, with_editable_vars
@@ -58,22 +57,21 @@ def precache(cells: Iterable[Cell], report: Callable[[str], None] = _progress
         return out
     t0 = time.monotonic()
     report(f"{len(selected)} cells: " + ", ".join(c.id for c in selected))
-    for arch_name in sorted({c.arch for c in selected}):
-        arch = get_arch(arch_name)
-        report(f"bootstrap pieces for {arch_name}")
+    for arch in sorted({c.arch for c in selected}, key=str):
+        report(f"bootstrap pieces for {arch}")
         for what, path in (("kernel", default_kernel(arch)), ("stub", default_stub(arch))):
             deb = _deb_of(path)
             if deb is not None:
                 out[f"deb:{deb.name}"] = debian_deb_digest(deb)
             else:
-                out[f"{arch_name}:{what}"] = "sha256:" + sha256_file(path)
+                out[f"{arch}:{what}"] = "sha256:" + sha256_file(path)
         initramfs = default_initramfs(arch, None)
-        out[f"{arch_name}:initramfs:{initramfs.name}"] = "sha256:" + sha256_file(initramfs)
-    for release, fs, arch_name in sorted({(c.release, c.fs, c.arch) for c in selected}):
+        out[f"{arch}:initramfs:{initramfs.name}"] = "sha256:" + sha256_file(initramfs)
+    for release, fs, arch_name in sorted({(c.release, c.fs, c.arch.name) for c in selected}):
         report(f"target image {release}/{fs}/{arch_name}")
         image = debian.build(release, fs, arch_name)
         out[f"image:{release}-{fs}-{arch_name}"] = f"recipe:{image.key}"
-    for release, fs, arch_name in sorted({(c.release, c.fs, c.arch) for c in selected
+    for release, fs, arch_name in sorted({(c.release, c.fs, c.arch.name) for c in selected
                                           if c.hypervisor == "vz"}):
         report(f"target image {release}/{fs}/{arch_name} (vz)")
         image = vz_image(release, fs, arch_name)

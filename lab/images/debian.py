@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cloudboot.arch import get_arch
+from cloudboot.arch import Arch, as_arch
 from cloudboot.fsutil import cache_dir
 from lab.images import userspace
 from lab.images.buildcache import build_once, progress, remove_tree
@@ -88,17 +88,17 @@ def image_files(fs: str) -> tuple[FileSpec, ...]:
     return tuple(files)
 
 
-def recipe(release: str, fs: str, arch: str = "x86_64") -> ImageRecipe:
+def recipe(release: str, fs: str, arch: Arch | str = "x86_64") -> ImageRecipe:
     if release not in RELEASES:
         raise ImageError(f"unknown Debian release {release!r} (known: {', '.join(RELEASES)})")
     if fs not in FILESYSTEMS:
         raise ImageError(f"unknown filesystem {fs!r} (known: {', '.join(FILESYSTEMS)})")
-    arch = get_arch(arch).name
-    return ImageRecipe(release, fs, arch, LABEL, base_packages(arch), image_files(fs),
+    name = as_arch(arch).name  # recipes are data: the arch by name, as their key hashes it
+    return ImageRecipe(release, fs, name, LABEL, base_packages(name), image_files(fs),
                        purge=userspace.purged_packages(fs))
 
 
-def build(release: str, fs: str, arch: str = "x86_64") -> TargetImage:
+def build(release: str, fs: str, arch: Arch | str = "x86_64") -> TargetImage:
     """The cached target image for (release, fs, arch), built on first use."""
     r = recipe(release, fs, arch)
     final = cache_dir("images") / f"{release}-{fs}-{r.arch}-{r.key()[:16]}"

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from cloudboot.arch import Arch, get_arch, host_arch
+from cloudboot.arch import Arch, as_arch, host_arch
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 
@@ -49,7 +49,7 @@ class ForeignError(RuntimeError):
 
 
 def is_foreign(arch: str | Arch) -> bool:
-    a = arch if isinstance(arch, Arch) else get_arch(arch)
+    a = as_arch(arch)
     return a != host_arch()
 
 
@@ -76,7 +76,7 @@ def ensure_binfmt(arch: str | Arch) -> str:
     Mounts binfmt_misc when it is not mounted and asks update-binfmts (binfmt-support) to
     enable the handler qemu-user-static ships. Raises ForeignError saying what is missing.
     """
-    a = arch if isinstance(arch, Arch) else get_arch(arch)
+    a = as_arch(arch)
     name = HANDLERS.get(a.name)
     if name is None:
         raise ForeignError(f"no qemu-user binfmt handler known for {a.name}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from cloudboot.arch import Arch
 from cloudboot.fsutil import cache_dir
 from lab.cells import Cell
 from lab.images import debian, userspace
@@ -41,7 +42,7 @@ VZ_FILES = (
 )
 
 
-def vz_image(release: str, fs: str, arch: str = "aarch64") -> debian.TargetImage:
+def vz_image(release: str, fs: str, arch: Arch | str = "aarch64") -> debian.TargetImage:
     """The lab's Debian target image with the vz console drop-in, cached like the others."""
     base = debian.recipe(release, fs, arch)
     r = dataclasses.replace(base, files=base.files + VZ_FILES)

@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cloudboot.arch import get_arch
 from cloudboot.cli.main import main as cloudboot_main
 from cloudboot.efi import varstore
 from cloudboot.loader.media import build_b_media, esp_disk
@@ -94,7 +93,7 @@ def run_path_b(cell: Cell, workdir: Path, *, target: str | None = "ext4:",
     fs = cell.fs.split("-")[0]  # extra cells such as "ext4-uki" boot the ext4 image
     image = debian.build(cell.release, fs, cell.arch) if with_target_image else None
     out = workdir / ("b.iso" if media == "iso" else "b.img")
-    boot_media = build_b_media(get_arch(cell.arch), out, cmdline=file_cmdline, kind=media)
+    boot_media = build_b_media(cell.arch, out, cmdline=file_cmdline, kind=media)
     fw = with_editable_vars(select_firmware(profile))
     vars_path = fw.fresh_vars(workdir)
     set_vars(vars_path, target, cmdline)
@@ -135,7 +134,7 @@ def uki_disk(cell: Cell, workdir: Path, name: str) -> Path:
     from cloudboot.bootstrap.build import default_stub
     from cloudboot.pe import uki
 
-    arch = get_arch(cell.arch)
+    arch = cell.arch
     image = debian.build(cell.release, cell.fs.split("-")[0], cell.arch)
     profile = get_profile(cell.arch)
     cmdline = f"root=UUID={image.fs_uuid} ro console={profile.console}"

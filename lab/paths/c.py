@@ -28,6 +28,7 @@ from typing import Any
 from virt.firmware.efi import devpath  # type: ignore[import-untyped]
 from virt.firmware.varstore import edk2  # type: ignore[import-untyped]
 
+from cloudboot.arch import Arch
 from cloudboot.efi import varstore
 from cloudboot.efi.guid import EFI_GLOBAL_VARIABLE
 from cloudboot.efi.loadopt import staged_paths
@@ -118,7 +119,7 @@ class PathCRun:
         return self
 
 
-def plant_foreign_entries(vars_path: Path, arch: str = "x86_64") -> None:
+def plant_foreign_entries(vars_path: Path, arch: Arch | str = "x86_64") -> None:
     """Boot entries someone else wrote (Boot0000, Boot0001…: a distro's shim and GRUB for
     `arch`), written by virt-firmware's Python API the way `virt-fw-vars --inplace
     --append-boot-filepath` writes them (an independent writer, not our own codec; imported,
@@ -128,7 +129,7 @@ def plant_foreign_entries(vars_path: Path, arch: str = "x86_64") -> None:
     try:
         store = edk2.Edk2VarStore(str(vars_path))
         varlist = store.get_varlist()
-        for f in FOREIGN_FILES_BY_ARCH.get(arch, FOREIGN_FILES):
+        for f in FOREIGN_FILES_BY_ARCH.get(str(arch), FOREIGN_FILES):
             index = varlist.add_boot_entry("file " + f.split("\\")[-1],
                                            devpath.DevicePath.filepath(f))
             varlist.append_boot_order(index)
@@ -208,8 +209,8 @@ class PathCMachine:
         filesystem ("ext4-oci-plan")."""
         workdir.mkdir(parents=True, exist_ok=True)
         image = image or target_image(cell)  # the vz variant for vz cells (lab/lanes/vz.py)
-        # riscv64/loongarch64 run on the private QEMU 10 (lab/runner.lane_profile).
-        profile = get_profile(cell.profile_name) if cell.profile_name != cell.arch \
+        # riscv64/loongarch64 run on the private QEMU 10 (lab/bootstrap.lane_profile).
+        profile = get_profile(cell.profile_name) if cell.profile_name != cell.arch.name \
             else lane_profile(cell.arch)
         fw = with_editable_vars(select_firmware(profile))
         vars_path = fw.fresh_vars(workdir)

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloudboot.arch import Arch
 from cloudboot.efi import guid, varstore
 from cloudboot.loader.netconfig import NetConfig, build_d_loader, write_media
 from cloudboot.oci.manifest import Platform
@@ -81,7 +82,7 @@ def guest_config(reg: labreg.LocalRegistry, repository: str, reference: str, cmd
                      insecure=True)
 
 
-def build_d_iso(arch: str, cfg: NetConfig, out: Path) -> Path:
+def build_d_iso(arch: Arch | str, cfg: NetConfig, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     write_media(get_profile(arch).arch, build_d_loader(arch, cfg), out)
     return out

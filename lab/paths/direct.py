@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cloudboot.arch import get_arch
+from cloudboot.arch import Arch, as_arch
 from cloudboot.bootstrap.build import BuildRequest, build
 from lab.arch_lanes import LANES, get_lane
 from lab.bootstrap import lane_profile
@@ -17,17 +17,18 @@ from lab.hypervisors.vmspec import Disk, VMSpec
 from lab.images import debian
 
 
-def direct_firmware_boot(image: debian.TargetImage, work: Path, arch: str = "x86_64",
+def direct_firmware_boot(image: debian.TargetImage, work: Path, arch: Arch | str = "x86_64",
                          timeout: float = 360.0) -> float:
     """Seconds from firmware reset to the target's CLOUDBOOT-USERSPACE line.
 
     armv7, riscv64 and loongarch64 take the systemd-stub of their lane (lab/arch_lanes.py)
-    and riscv64/loongarch64 the private QEMU 10 (lab.runner.lane_profile)."""
+    and riscv64/loongarch64 the private QEMU 10 (lab.bootstrap.lane_profile)."""
+    arch = as_arch(arch)
     profile = lane_profile(arch)
-    stub = get_lane(arch).stub() if get_arch(arch).name in LANES else None
+    stub = get_lane(arch.name).stub() if arch.name in LANES else None
     work.mkdir(parents=True, exist_ok=True)
     iso = work / "direct.iso"
-    build(BuildRequest(arch=get_arch(arch), output=iso, kernel=image.kernel, stub=stub,
+    build(BuildRequest(arch=arch, output=iso, kernel=image.kernel, stub=stub,
                        initramfs=image.initrd,
                        cmdline=f"root=UUID={image.fs_uuid} ro console={profile.console} "
                                "panic=-1"))

@@ -45,7 +45,7 @@ def _require_libvirt(cell: Cell | None = None, record_cell=None) -> None:  # noq
 def test_path_a_through_libvirt(cell: Cell, tmp_path, record_cell, settle_cell) -> None:
     _require_libvirt(cell, record_cell)
     # aarch64 under TCG: ~3.5 min on a loaded 2-core host, 3x that as the limit
-    result = run_path_a_disk(cell, tmp_path, timeout=420 if cell.arch == "x86_64" else 900)
+    result = run_path_a_disk(cell, tmp_path, timeout=420 if cell.arch.name == "x86_64" else 900)
     settle_cell(result)
     assert result.status == "pass", f"{result.category}: {result.evidence}"
     assert result.banners == 1, "cloudboot-init must run exactly once"

@@ -119,7 +119,7 @@ def test_each_lane_reports_the_release_it_boots(report_json: dict) -> None:
     for c in results:
         if c["status"] != "not-run" and c["cell"].startswith("qemu-"):
             cell = Cell.from_id(c["cell"])
-            booted.setdefault(cell.arch, set()).add(cell.distro)
+            booted.setdefault(cell.arch.name, set()).add(cell.distro)
     assert booted["riscv64"] == {"debian-13"} and booted["loongarch64"] == {"debian-14"}
     for (hv, arch, path), r in lanes.items():
         if hv == "qemu":
