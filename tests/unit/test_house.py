@@ -179,10 +179,20 @@ def test_every_declared_dependency_is_used() -> None:
 
 
 def test_readme_map_names_every_room() -> None:
-    """The README's architecture map lists each room (a folder with an __init__.py)."""
+    """The README's architecture map (an indented tree of `name/` entries) lists each room of
+    cloudboot/ and lab/ (a folder with an __init__.py), and nothing else under them."""
     text = (ROOT / "README.md").read_text()
     block = text.split("## Architecture", 1)[1].split("```", 2)[1]
-    named = {m.group(1).rstrip("/") for m in re.finditer(r"((?:cloudboot|lab)/[\w/]*)", block)}
+    stack: list[str] = []
+    named = set()
+    for line in block.splitlines():
+        m = re.match(r"( *)(\w+)/(\s|$)", line)
+        if not m:
+            continue
+        depth = len(m.group(1)) // 2
+        stack[depth:] = [m.group(2)]
+        if stack[0] in PACKAGES:
+            named.add("/".join(stack))
     rooms = {str(p.parent.relative_to(ROOT)) for m, p in MODULES.items()
              if p.name == "__init__.py"}
     assert named == rooms, (f"in the map but not a room: {sorted(named - rooms)}; "
