@@ -70,10 +70,14 @@ def geometry(size_bytes: int, fat_bits: int, max_cluster_bytes: int = SECTOR) ->
     the largest legal one up to `max_cluster_bytes` (the smallest legal one by default).
     Larger clusters mean fewer reads for firmware FAT drivers, which read a cluster at a time
     (OVMF took ~4 s for a 14 MB kernel in 512-byte clusters under TCG)."""
+    if fat_bits not in (16, 32):  # the FAT is written as 16- or 32-bit entries, nothing else
+        raise FatError(f"FAT{fat_bits} is not supported: FatBuilder writes FAT16 or FAT32")
     total = size_bytes // SECTOR
     reserved, root_entries = (32, 0) if fat_bits == 32 else (4, 512)
-    sizes = (1, 2, 4, 8, 16, 32, 64, 128)
+    # At most 32 KiB per cluster: fatgen103 says larger clusters "do not work properly".
+    sizes = (1, 2, 4, 8, 16, 32, 64)
     preferred = [n for n in sizes if n * SECTOR <= max_cluster_bytes][::-1]
+    too_many = False
     for spc in preferred + [n for n in sizes if n not in preferred]:
         # Iterate the FAT size to a fixed point: it must cover every data cluster.
         # Grow the FAT until it covers every data cluster (it may end a sector larger than
@@ -90,7 +94,14 @@ def geometry(size_bytes: int, fat_bits: int, max_cluster_bytes: int = SECTOR) ->
             FAT16_MIN_CLUSTERS, FAT16_MAX_CLUSTERS)
         if lo <= g.clusters <= hi:
             return g
-    minimum = (FAT32_MIN_CLUSTERS + 2200) * SECTOR if fat_bits == 32 else 2 * 1024 * 1024
+        too_many = too_many or g.clusters > hi
+    if too_many:  # even 32 KiB clusters are too many (a FAT16 of 2 GiB or more)
+        raise FatError(f"{size_bytes // (1024 * 1024)} MiB is too large for FAT{fat_bits}")
+    # The fewest clusters (of 512 bytes) plus the reserved sectors, two FATs covering them
+    # and, on FAT16, the root directory: 32 + 2 * 512 sectors or 4 + 2 * 16 + 32.
+    overhead = 32 + 2 * 512 if fat_bits == 32 else 4 + 2 * 16 + 32
+    lo = FAT32_MIN_CLUSTERS if fat_bits == 32 else FAT16_MIN_CLUSTERS
+    minimum = (lo + overhead) * SECTOR
     raise FatError(
         f"{size_bytes // (1024 * 1024)} MiB is too small for FAT{fat_bits}: it needs at least "
         f"{-(-minimum // (1024 * 1024))} MiB"
@@ -234,7 +245,10 @@ class FatBuilder:
             else:
                 ents.append(_dirent(b".          ", ATTR_DIR, node.first_cluster, 0, stamp))
                 ents.append(_dirent(b"..         ", ATTR_DIR, parent_cluster, 0, stamp))
-            taken: set[bytes] = set()
+            # Names that are already 8.3 keep theirs; a generated alias (NAME~1) must not repeat
+            # one of them, whatever the sort order puts first.
+            taken = {_short_name(c.name, set())[0] for c in node.children.values()
+                     if _fits_83(c.name)}
             for key in sorted(node.children):
                 child = node.children[key]
                 short, lfn = _short_name(child.name, taken)
