@@ -1,16 +1,23 @@
-"""Cache ESP selection (Path C) on real GPT images made with sgdisk and `cloudboot cache-disk`."""
+"""Cache ESP selection (Path C) on real GPT images made with sgdisk and `cloudboot cache-disk`;
+the cache disk's FAT32 read (and written) by pyfatfs."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from pyfatfs.PyFatFS import PyFatFS
 
 from cloudboot.init.pathc import cacheesp
 from cloudboot.init.storage.gptread import read_gpt
 from cloudboot.media import cachedisk
+from tests.helpers import need_tools
 
 if shutil.which("sgdisk") is None:
     pytest.fail("sgdisk (gdisk) is not installed", pytrace=False)
@@ -91,3 +98,63 @@ def test_find_on_a_machine_without_disks(tmp_path: Path) -> None:
     (tmp_path / "class" / "block").mkdir(parents=True)
     with pytest.raises(cacheesp.CacheEspError, match="no cache ESP"):
         cacheesp.find(tmp_path, tmp_path / "dev", timeout=0)
+
+
+@contextmanager
+def pyfat(disk: Path, offset: int, read_only: bool = True) -> Iterator[PyFatFS]:
+    """The cache ESP through pyfatfs, an independent FAT reader; its warnings are errors."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fs = PyFatFS(str(disk), offset=offset, read_only=read_only, utc=True)
+    try:
+        yield fs
+    finally:
+        fs.close()
+
+
+def test_cache_disk_esp_reads_in_pyfatfs(tmp_path: Path) -> None:
+    disk = tmp_path / "cache.raw"
+    cachedisk.create(disk, 64)
+    table = read_gpt(disk)
+    assert table is not None
+    (part,) = table.partitions
+    with pyfat(disk, part.first_lba * 512) as fs:
+        boot = fs.fs.bpb_header
+        assert fs.fs.fat_type == 32 and boot["BS_FilSysType"] == b"FAT32   "
+        # The label init and humans see: in the boot sector and as the root's volume entry.
+        assert boot["BS_VolLab"] == cachedisk.VOLUME_LABEL.encode().ljust(11)
+        specials = fs.fs.root_dir.get_entries()[2]
+        assert [str(e.get_short_name()) for e in specials if e.is_volume_id()] == [
+            cachedisk.VOLUME_LABEL]
+        # The file system fills its partition exactly, and knows where that starts.
+        assert boot["BPB_TotSec32"] == part.last_lba - part.first_lba + 1
+        assert boot["BPB_HiddSec"] == part.first_lba
+        assert fs.fs.bytes_per_cluster <= cachedisk.MAX_CLUSTER_BYTES
+        assert fs.listdir("/") == ["EFI"] and fs.listdir("/EFI") == ["Linux"]
+        assert fs.listdir("/EFI/Linux") == []
+
+
+def test_another_fat_writer_can_stage_into_the_cache_esp(tmp_path: Path) -> None:
+    """In the guest, Linux's vfat stages kernels into what `cache-disk` made; here pyfatfs
+    plays that writer (allocating from our FAT), then pyfatfs and mtools read the file back."""
+    need_tools("mcopy")
+    disk = tmp_path / "cache.raw"
+    cachedisk.create(disk, 64)
+    table = read_gpt(disk)
+    assert table is not None
+    (part,) = table.partitions
+    kernel = os.urandom(300_000)
+    staged = "debian-13_x86_64-vmlinuz.efi"
+    name = f"/EFI/Linux/{staged}"
+    with pyfat(disk, part.first_lba * 512, read_only=False) as fs:
+        fs.writebytes(name, kernel)
+    with pyfat(disk, part.first_lba * 512) as fs:
+        assert fs.readbytes(name) == kernel and fs.listdir("/EFI/Linux") == [staged]
+    assert read_gpt(disk) == table  # the writer stayed inside its partition
+    esp = tmp_path / "esp.img"
+    esp.write_bytes(disk.read_bytes()[part.first_lba * 512 : (part.last_lba + 1) * 512])
+    out = tmp_path / "out.efi"
+    subprocess.run(["mcopy", "-n", "-i", str(esp), f"::{name}", str(out)], check=True,
+                   env={**os.environ, "MTOOLS_SKIP_CHECK": "1"})
+    assert out.read_bytes() == kernel
+    # (No fsck here: pyfatfs 1.1 leaves FSInfo's free count stale, which fsck reports.)
