@@ -155,7 +155,9 @@ class Lexer:
             digits = text[pos + 2 : pos + 2 + width]
             if len(digits) == width and all(d in "0123456789abcdefABCDEF" for d in digits):
                 code = int(digits, 16)
-                if code <= 0x10FFFF:
+                # A surrogate is no character: chr() takes it, but the str could not be encoded
+                # later (as HCL cannot: "Cannot encode character U+d800 in UTF-8").
+                if code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF:
                     self.pos += 2 + width
                     return chr(code)
             raise self.error(f"bad unicode escape \\{c}{digits}")
@@ -171,7 +173,13 @@ def _number(text: str, error: Callable[[str], PlanError]) -> int | float:
 
 
 def _dedent(body: str) -> str:
+    """The ``<<-`` rule as HCL applies it (hclsyntax's flushHeredocTemplateParts).
+
+    Leading white space is any Unicode space, a tab counting as one, like a space; the
+    narrowest lead among the lines with content is cut from each of them; a line of white
+    space only is blank: it measures nothing and is kept as it is.
+    """
     lines = body.split("\n")
-    widths = [len(ln) - len(ln.lstrip(" \t")) for ln in lines if ln.strip()]
+    widths = [len(ln) - len(ln.lstrip()) for ln in lines if ln.strip()]
     cut = min(widths, default=0)
-    return "\n".join(ln[cut:] for ln in lines)
+    return "\n".join(ln[cut:] if ln.strip() else ln for ln in lines)

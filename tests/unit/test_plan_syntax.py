@@ -107,6 +107,25 @@ def test_comments_heredocs_and_one_line_blocks() -> None:
     assert plan.targets[0].kernel == "k" and plan.targets[0].line == 15
 
 
+@pytest.mark.parametrize(
+    ("body", "value"),
+    [
+        # The cases of hashicorp/hcl's specsuite (tests/expressions/heredoc.hcl), "flush" part.
+        ("    Foo\n      Bar\n    Baz\n  ", "Foo\n  Bar\nBaz\n"),
+        ("    Foo\n  Bar\n    Baz\n  ", "  Foo\nBar\n  Baz\n"),
+        ("\tFoo\n  Bar\n  Baz\n  ", "Foo\n Bar\n Baz\n"),  # a tab is one space
+        # Unicode spaces lead a line too, one each (here three spaces and two em spaces).
+        ("   \u2003\u2003Foo\n    Bar\n    Baz\n  ", "\u2003Foo\nBar\nBaz\n"),
+        ("Foo\n\nBar\n", "Foo\n\nBar\n"),
+        # A line of spaces only is blank: it does not lower the cut, and stays as it is.
+        ("    a\n  \n      \n    b\n  ", "a\n  \n      \nb\n"),
+        ("  a\r\n \r\n  b\r\n", "a\r\n \r\nb\r\n"),
+    ],
+)
+def test_flush_heredocs_cut_the_narrowest_lead(body: str, value: str) -> None:
+    assert local_value(f"<<-EOT\n{body}EOT\n") == value
+
+
 def test_crlf_and_bom_are_accepted() -> None:
     plan = parse_plan('\ufefftarget "a" {\r\n  kernel = "k"\r\n}\r\n', "t.hcl", arch="x86_64")
     assert plan.targets[0].kernel == "k"
@@ -126,6 +145,10 @@ BAD = [
     ("x = @\n", "t.hcl:1: unexpected character '@'"),
     ('x = "\\q"\n', "t.hcl:1: unknown escape \\q in string"),
     ('x = "\\uZZZZ"\n', "t.hcl:1: bad unicode escape \\uZZZZ"),
+    # A surrogate is no character (HCL: "Cannot encode character U+d800 in UTF-8"); the str
+    # chr() made of it broke str.encode() later, outside any PlanError.
+    ('x = "\\ud800"\n', "t.hcl:1: bad unicode escape \\ud800"),
+    ('x = "\\U0000DFFF"\n', "t.hcl:1: bad unicode escape \\U0000DFFF"),
     ('x = "%{ if true }"\n', "t.hcl:1: template directives %{...} are not supported in plans"),
     ("x = [for a in b: a]\n", "t.hcl:1: for expressions are not supported in plans"),
     ("x = a[*].b\n", "t.hcl:1: splat expressions [*] are not supported"),
