@@ -1,13 +1,34 @@
-"""The HCL subset: syntax and expression evaluation, through the public parse_plan()."""
+"""The HCL subset: syntax and expression evaluation, through the public parse_plan().
+
+At the end, python-hcl2 as an oracle for the grouping of operators and for what is refused.
+"""
 
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable
 from typing import Any
 
+import hcl2
 import pytest
+from hcl2 import SerializationOptions
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lark.exceptions import UnexpectedInput
 
 from cloudboot.plan import PlanError, parse_plan
+from cloudboot.plan.parser import (
+    Binary,
+    Call,
+    Conditional,
+    Expr,
+    GetAttr,
+    Index,
+    Literal,
+    Unary,
+    Variable,
+    parse,
+)
 
 
 def local_value(expr: str, *, arch: str = "x86_64", lldp: dict[str, Any] | None = None,
@@ -201,3 +222,173 @@ def test_evaluation_errors_carry_the_line(expr: str, message: str) -> None:
         local_value(expr)
     assert str(e.value) == f"t.hcl:3: {message}"
     assert (e.value.filename, e.value.line, e.value.target) == ("t.hcl", 3, None)
+
+
+# Operators: python-hcl2 with force_operation_parentheses prints each nested operation in
+# parentheses, so its grouping shows, except inside parentheses of the source, which it prints
+# as written. hview() prints a Tree so, and each parenthesised part is given to python-hcl2 on
+# its own as well. A Tree is ("atom", x), ("call", name, args), ("attr", t, name),
+# ("index", t, key), ("un", op, t), ("bin", op, l, r), ("cond", c, t, e) or ("paren", t),
+# which our parser keeps no node for.
+HCL2_OPS = SerializationOptions(with_comments=False, explicit_blocks=False,
+                                strip_string_quotes=True, force_operation_parentheses=True)
+LEVEL = {"||": 1, "&&": 2, "==": 3, "!=": 3, "<": 4, ">": 4, "<=": 4, ">=": 4,
+         "+": 5, "-": 5, "*": 6, "/": 6, "%": 6}
+Tree = tuple[Any, ...]
+
+
+def _level(t: Tree) -> int:
+    return {"cond": 0, "bin": LEVEL.get(t[1], 0), "un": 7}.get(t[0], 8)
+
+
+def source(t: Tree, top: bool = True) -> str:
+    return _print(t, source, lambda text: text)
+
+
+def _negative_literal(t: Tree) -> bool:
+    # python-hcl2 lexes "-42" as one number, "-7" as "-" and 7 (its INT_LITERAL wants two
+    # digits after a "-"); both mean the same.
+    return t[0] == "un" and t[1] == "-" and t[2][0] == "atom" and isinstance(t[2][1], int) \
+        and t[2][1] >= 10
+
+
+def hview(t: Tree, top: bool = True) -> str:
+    if _negative_literal(t):
+        return f"-{t[2][1]}"
+    return _print(t, hview, lambda text: text if top else f"({text})")
+
+
+def _print(t: Tree, again: Callable[..., str], nested: Callable[[str], str]) -> str:
+    kind = t[0]
+    if kind == "atom":
+        return str(t[1])
+    if kind == "paren":
+        return f"({source(t[1])})"
+    if kind == "call":
+        return f"{t[1]}({', '.join(again(a) for a in t[2])})"
+    if kind == "attr":
+        return f"{again(t[1])}.{t[2]}"
+    if kind == "index":
+        return f"{again(t[1])}[{again(t[2])}]"
+    if kind == "un":
+        return nested(t[1] + again(t[2]))
+    if kind == "bin":
+        return nested(f"{again(t[2], False)} {t[1]} {again(t[3], False)}")
+    return nested(f"{again(t[1], False)} ? {again(t[2], False)} : {again(t[3], False)}")
+
+
+def strip(t: Tree) -> Tree:
+    if t[0] == "paren":
+        return strip(t[1])
+    return tuple(strip(x) if isinstance(x, tuple) and x and isinstance(x[0], str) else
+                 tuple(strip(a) for a in x) if isinstance(x, tuple) else x for x in t)
+
+
+def parens(t: Tree) -> list[Tree]:
+    """The parenthesised parts of t."""
+    found = [t[1]] if t[0] == "paren" else []
+    for x in t[1:]:
+        if isinstance(x, tuple):
+            for sub in (x,) if x and isinstance(x[0], str) else x:
+                found += parens(sub)
+    return found
+
+
+def tree(e: Expr) -> Tree:
+    """Our syntax tree as a Tree."""
+    if isinstance(e, Literal):
+        word = {True: "true", False: "false", None: "null"}
+        return ("atom", word[e.value] if e.value is None or isinstance(e.value, bool) else e.value)
+    if isinstance(e, Variable):
+        return ("atom", e.name)
+    if isinstance(e, Call):
+        return ("call", e.name, tuple(tree(a) for a in e.args))
+    if isinstance(e, GetAttr):
+        return ("attr", tree(e.obj), e.name)
+    if isinstance(e, Index):
+        return ("index", tree(e.obj), tree(e.key))
+    if isinstance(e, Unary):
+        return ("un", e.op, tree(e.operand))
+    if isinstance(e, Binary):
+        return ("bin", e.op, tree(e.left), tree(e.right))
+    assert isinstance(e, Conditional), e
+    return ("cond", tree(e.cond), tree(e.then), tree(e.other))
+
+
+@st.composite
+def _wrap(draw: st.DrawFn, t: Tree, needed: bool) -> Tree:
+    return ("paren", t) if needed or draw(st.integers(0, 3)) == 0 else t
+
+
+@st.composite
+def expression(draw: st.DrawFn, depth: int = 0) -> Tree:
+    """Parentheses where precedence needs them, at random elsewhere."""
+    atoms = st.sampled_from([0, 7, 42, "a", "b", "c-d", "_e", "true", "false", "null"])
+    if depth >= 3 or (depth and draw(st.integers(0, 2)) == 0):
+        shape = draw(st.sampled_from(["atom", "atom", "call", "attr", "index"]))
+        if shape == "call":
+            return ("call", "f", tuple(draw(st.lists(expression(depth + 1), max_size=2))))
+        if shape == "attr":
+            return ("attr", ("atom", "x"), "y")
+        if shape == "index":
+            return ("index", ("atom", "x"), draw(expression(depth + 1)))
+        return ("atom", draw(atoms))
+    kind = draw(st.sampled_from(["un", "bin", "bin", "bin", "cond"]))
+    if kind == "un":
+        # An operation under "-" or "!" is in parentheses: python-hcl2 refuses "- -a" and "!!a"
+        # (hclsyntax takes them), and "-a + b" is (-a) + b.
+        t = draw(expression(depth + 1))
+        return ("un", draw(st.sampled_from(["-", "!"])), draw(_wrap(t, _level(t) < 8)))
+    if kind == "bin":
+        op = draw(st.sampled_from([*LEVEL, "-", "-", "/", "||"]))  # chains of one level too
+        left, right = draw(expression(depth + 1)), draw(expression(depth + 1))
+        return ("bin", op, draw(_wrap(left, _level(left) < LEVEL[op])),
+                draw(_wrap(right, _level(right) <= LEVEL[op])))  # left-associative
+    cond, then, other = (draw(expression(depth + 1)) for _ in range(3))
+    return ("cond", draw(_wrap(cond, _level(cond) == 0)), draw(_wrap(then, _level(then) == 0)),
+            draw(_wrap(other, False)))
+
+
+EXPRS = expression()
+
+
+@settings(max_examples=150, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(EXPRS)
+def test_python_hcl2_groups_operators_as_we_do(want: Tree) -> None:
+    for part in [want, *parens(want)]:
+        text = f"x = {source(part)}\n"
+        theirs = hcl2.loads(text, serialization_options=HCL2_OPS)["x"]
+        if _negative_literal(part):
+            assert theirs == -part[2][1]
+        elif part[0] != "atom":  # python-hcl2 gives an atom as its value, not as "${...}"
+            assert theirs == "${" + hview(part) + "}"
+    mine = tree(parse(f"x = {source(want)}\n", "ops.hcl").attributes[0].expr)
+    assert mine == strip(want)
+
+
+# Malformed: python-hcl2 and we both refuse these, and both on this line (text, line).
+# python-hcl2 also names a column; our errors name the file and line (PlanError has no column).
+# Left out where python-hcl2 accepts what HCL refuses ("a = 1 b = 2" on one line) or, being
+# lax about newlines, reports the next line ("a = 1 +\n", "a = 1 ? 2\n", "a b\n").
+MALFORMED = [
+    ("a = \n", 1), ("= 1\n", 1), ("a = 1 2\n", 1), ('a = "x" "y"\n', 1), ("a = [1]]\n", 1),
+    ("a = [1, 2\n", 2), ("a = [1 2]\n", 1), ("a = [,]\n", 1), ("x = 1\n\n  y = [1,\n  2,,\n]\n", 4),
+    ("a = {k = 1\n", 2), ("a = {k 1}\n", 1), ("\n\n  k = }\n", 3), ("a = (1\n", 2), ("a = ()\n", 1),
+    ("a = f(,)\n", 1), ("a = x.\n", 1), ("a = .5\n", 1), ("a = @\n", 1), ("a = !\n", 1),
+    ('b "x" {\n a = 1\n', 3), ('b "x" = 1\n', 1), ("b { a = 1, c = 2 }\n", 1), ("a = 1\n}\n", 2),
+    ("a {\n  b = \n}\n", 2), ("a = 1\nb {\n  c = 2\n  d = [\n    1\n    2\n  ]\n}\n", 6),
+    ('a = "abc\nb = 1\n', 1), ('b "x {}\n', 1), ('a = "${x"\n', 1), ('a = "${}"\n', 1),
+    ("a = <<EOT\nx\n", 1), ("/* open\n", 1),
+]
+
+
+@pytest.mark.parametrize(("text", "line"), MALFORMED)
+def test_what_python_hcl2_refuses_we_refuse_on_the_same_line(text: str, line: int) -> None:
+    with pytest.raises(UnexpectedInput) as theirs:  # python-hcl2's parse errors are lark's
+        hcl2.loads(text)
+    assert theirs.value.line == line
+    with pytest.raises(PlanError) as mine:
+        parse(text, "bad.hcl")
+    assert (mine.value.filename, mine.value.line) == ("bad.hcl", line)
+    assert str(mine.value).startswith(f"bad.hcl:{line}: ")
