@@ -16,6 +16,7 @@ QEMU lane (console.log "<seconds>\\t<text>", console.raw).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import fcntl
@@ -378,7 +379,15 @@ def libvirt_connection() -> Connection:
     global _connection
     if _connection is None or not _connection.conn.isAlive():
         _connection = connect()
+        atexit.register(_close, _connection)
     return _connection
+
+
+def _close(connection: Connection) -> None:
+    # Closed before the interpreter tears its modules down: libvirt-python's __del__ would
+    # otherwise run then and print "TypeError: 'NoneType' object is not callable".
+    with contextlib.suppress(Exception):
+        connection.conn.close()
 
 
 def unavailable_reason() -> str | None:
