@@ -7,13 +7,19 @@ import io
 import os
 import shutil
 import subprocess
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 
 from cloudboot.arch import Arch, get_arch
 from cloudboot.media import cpio
+
+if TYPE_CHECKING:
+    from pyfatfs.PyFatFS import PyFatFS
 
 MARKER = "CLOUDBOOT-TEST-MARKER"
 
@@ -132,3 +138,19 @@ def require_lane(profile_name: str) -> None:
         select_firmware(profile)
     except FirmwareError as e:
         pytest.fail(f"no UEFI firmware for {profile_name}: {e} ({INSTALL})", pytrace=False)
+
+
+@contextmanager
+def pyfat(image: Path, offset: int = 0, read_only: bool = True) -> Iterator[PyFatFS]:
+    """A FAT file system (at `offset` bytes into `image`) through pyfatfs, the independent
+    Python reader our FAT writer is checked against. Every pyfatfs warning (FATs that differ,
+    a FAT type its two rules disagree on, clusters over 32 KiB, a dirty volume) is an error."""
+    from pyfatfs.PyFatFS import PyFatFS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fs = PyFatFS(str(image), offset=offset, read_only=read_only, utc=True)
+    try:
+        yield fs
+    finally:
+        fs.close()

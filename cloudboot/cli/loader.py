@@ -10,17 +10,22 @@ from cloudboot.arch import host_arch
 from cloudboot.cli.errors import CliError
 
 
+def _refuse_path_ac_options(args: argparse.Namespace, path: str, what: str) -> None:
+    """The bootstrap's options mean nothing to a native loader: say so instead of ignoring."""
+    ignored = [f"--{n.replace('_', '-')}" for n in ("kernel", "initramfs", "stub", "plan",
+                                                    "plan_file", "target", "exit", "uki")
+               if getattr(args, n, None)]
+    if ignored:
+        raise CliError(f"--path {path} builds the {what}; {', '.join(ignored)} "
+                       "belong to Path A/C")
+
+
 def cmd_build_b(args: argparse.Namespace) -> int:
     from cloudboot.loader.compile import LoaderBuildError
     from cloudboot.loader.media import MediaError, build_b_media
 
     arch = args.arch or host_arch()
-    ignored = [f"--{n.replace('_', '-')}" for n in ("kernel", "initramfs", "stub", "plan",
-                                                    "plan_file", "target", "exit", "uki")
-               if getattr(args, n, None)]
-    if ignored:
-        raise CliError(f"--path b builds the native loader; {', '.join(ignored)} "
-                             "belong to Path A/C (set the target with `cloudboot vars set`)")
+    _refuse_path_ac_options(args, "b", "native loader (set its target with `cloudboot vars set`)")
     try:
         media = build_b_media(arch, Path(args.iso), cmdline=args.cmdline)
     except (LoaderBuildError, MediaError, OSError) as e:
@@ -40,12 +45,7 @@ def cmd_build_d(args: argparse.Namespace) -> int:
     from cloudboot.loader.netconfig import NetConfig, NetConfigError, build_d_loader, write_media
 
     arch = args.arch or host_arch()
-    ignored = [f"--{n.replace('_', '-')}" for n in ("kernel", "initramfs", "stub", "plan",
-                                                    "plan_file", "target", "exit", "uki")
-               if getattr(args, n, None)]
-    if ignored:
-        raise CliError(f"--path d builds the network loader; {', '.join(ignored)} "
-                             "belong to Path A/C")
+    _refuse_path_ac_options(args, "d", "network loader")
     if not getattr(args, "registry", None) or not getattr(args, "repo", None):
         raise CliError("--path d needs --registry HOST:PORT and --repo REPOSITORY "
                              "(and --tag T or --digest sha256:…)")

@@ -46,6 +46,7 @@ from lab.hypervisors.qemu import QemuVM
 from lab.hypervisors.vmspec import Disk, UserNet, VMError, VMSpec
 from lab.images import debian
 from lab.images.vz import target_image
+from lab.paths.a import bootstrap_machine
 from lab.profiles import Profile, get_profile
 from lab.verdict import check_userspace, verdict
 
@@ -389,22 +390,12 @@ def run_menu_boot(cell: Cell, workdir: Path, plan_file: Path, targets: list[Path
     """Boot boot.iso with an embedded plan whose menu is shown; when the prompt appears on the
     serial console, type `keys` into the guest's hvc0 (a virtconsole on a host socket)."""
     watch = Stopwatch()
-    workdir.mkdir(parents=True, exist_ok=True)
-    profile = get_profile(cell.arch)
-    full = f"console={profile.console} panic=-1 cloudboot.reboot_delay=0 {cmdline}".strip()
-    iso = build_bootstrap_iso(cell.arch, full, workdir / "boot.iso", plan_file)
-    fw = select_firmware(profile)
-    accel = select_accel(profile).accel
     sock = Path(tempfile.mkdtemp(prefix="cb-hvc-")) / "hvc0.sock"
-    spec = VMSpec(
-        profile=profile, firmware=fw, vars_path=fw.fresh_vars(workdir), accel=accel,
-        disks=[Disk(iso, interface="virtio-blk", readonly=True)]
-        + [Disk(t, interface="virtio-blk", snapshot=True) for t in targets],
-        no_reboot=True, hard_timeout=timeout + 60, name=cell.id,
+    spec, iso = bootstrap_machine(
+        cell, workdir, cmdline, targets, timeout=timeout, plan_file=plan_file,
         extra_args=["-chardev", f"socket,id=hvc,path={sock},server=on,wait=off",
                     "-device", "virtio-serial-pci,id=vser9",
-                    "-device", "virtconsole,chardev=hvc,name=menu.0"],
-    )
+                    "-device", "virtconsole,chardev=hvc,name=menu.0"])
     timed_out = False
     with QemuVM(spec, workdir / "vm") as vm:
         try:
@@ -419,6 +410,6 @@ def run_menu_boot(cell: Cell, workdir: Path, plan_file: Path, targets: list[Path
             timed_out = vm.is_running() or vm.timed_out
         text = vm.text()
     outcome = BootOutcome(text, console.parse_log(vm.console_log), timed_out, vm.console_log)
-    result = verdict(cell, outcome, accel=accel, seconds=watch.seconds())
+    result = verdict(cell, outcome, accel=spec.accel, seconds=watch.seconds())
     result.assets = {"boot.iso": file_digest(iso)}
     return result

@@ -26,15 +26,12 @@ import pexpect
 import pytest
 
 from cloudboot.init.menu import DEFAULT_PROMPT
-from lab.bootstrap import build_bootstrap_iso
 from lab.cells import Cell
 from lab.console import BootOutcome, parse_text
-from lab.firmware import select_firmware
-from lab.hypervisors.accel import select_accel
-from lab.hypervisors.vmspec import Disk, VMSpec, build_command
+from lab.hypervisors.vmspec import build_command
 from lab.images import debian
+from lab.paths.a import bootstrap_machine
 from lab.paths.c import MENU_PROMPT
-from lab.profiles import get_profile
 from lab.verdict import check_userspace, verdict
 from tests.helpers import need_tools
 
@@ -153,17 +150,12 @@ def qmp_dir() -> Iterator[Path]:
     shutil.rmtree(d, ignore_errors=True)
 
 
-def qemu_argv(tmp_path: Path, iso: Path, image: debian.TargetImage, qmp_dir: Path) -> list[str]:
-    profile = get_profile("x86_64")
-    assert profile.console_transport == "serial"  # the point: the machine's UART, ttyS0
-    fw = select_firmware(profile)
-    spec = VMSpec(
-        profile=profile, firmware=fw, vars_path=fw.fresh_vars(tmp_path),
-        accel=select_accel(profile).accel,
-        disks=[Disk(iso, interface="virtio-blk", readonly=True),
-               Disk(image.path, interface="virtio-blk", snapshot=True)],
-        no_reboot=True, hard_timeout=DEADLINE, name="menu-serial",
-    )
+def qemu_argv(tmp_path: Path, plan: Path, image: debian.TargetImage,
+              qmp_dir: Path) -> list[str]:
+    """The lab's own Path A machine (boot.iso with the plan, the target disk) as QEMU's argv."""
+    spec, _ = bootstrap_machine(Cell("qemu", "x86_64", "A", "debian-12", "ext4"), tmp_path, "",
+                                [image.path], timeout=DEADLINE, plan_file=plan)
+    assert spec.profile.console_transport == "serial"  # the point: the machine's UART, ttyS0
     argv = build_command(spec, qmp_dir / "qmp.sock")
     argv.remove("-S")  # -S waits for QMP `cont`; this run has no QMP client
     assert "stdio,id=console,signal=off" in argv and "chardev:console" in argv, argv
@@ -179,9 +171,7 @@ def test_menu_choice_typed_on_serial_console(tmp_path: Path, image: debian.Targe
     need_tools("qemu-system-x86_64")
     plan = tmp_path / "plan.hcl"
     plan.write_text(plan_text(image))
-    iso = build_bootstrap_iso("x86_64", "console=ttyS0 panic=-1 cloudboot.reboot_delay=0",
-                              tmp_path / "boot.iso", plan)
-    argv = qemu_argv(tmp_path, iso, image, qmp_dir)
+    argv = qemu_argv(tmp_path, plan, image, qmp_dir)
     con = SerialConsole(argv, tmp_path / "console.txt", DEADLINE)
     try:
         prompt = con.expect(MENU_PROMPT, "the menu prompt", MENU_WITHIN)

@@ -1,17 +1,12 @@
 import datetime as dt
 import os
 import subprocess
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 from pyfatfs.FSInfo import FSInfo
-from pyfatfs.PyFatFS import PyFatFS
 
 from cloudboot.media.fat import FatBuilder, FatError, geometry
-from tests.helpers import need_tools
+from tests.helpers import need_tools, pyfat
 
 TS = dt.datetime(2024, 5, 6, 7, 8, 10)
 
@@ -84,17 +79,6 @@ def test_files_that_do_not_fit(tmp_path):
 
 # pyfatfs: an independent Python reader. Every pyfatfs warning (FATs that differ, a FAT type
 # its two rules disagree on, clusters over 32 KiB, a dirty volume) is turned into an error.
-
-
-@contextmanager
-def pyfat(path: Path, offset: int = 0) -> Iterator[PyFatFS]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        fs = PyFatFS(str(path), offset=offset, read_only=True, utc=True)
-    try:
-        yield fs
-    finally:
-        fs.close()
 
 
 TREE: dict[str, bytes | None] = {

@@ -4,7 +4,6 @@ ISO 9660 tree and El Torito catalog) with pyfatfs reading the FAT image it holds
 import datetime as dt
 import io
 import subprocess
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,13 +11,12 @@ from pathlib import Path
 import pycdlib
 import pytest
 from pycdlib.dates import DirectoryRecordDate, VolumeDescriptorDate
-from pyfatfs.PyFatFS import PyFatFS
 
 from cloudboot.cli.main import main
 from cloudboot.init.storage.gptread import read_gpt
 from cloudboot.media import gpt, iso
 from cloudboot.media.fat import FatBuilder
-from tests.helpers import marker_initramfs, need_tools
+from tests.helpers import marker_initramfs, need_tools, pyfat
 
 TS = dt.datetime(2024, 5, 6, 7, 8, 10)
 BOOT_FILE = "EFI/BOOT/BOOTX64.EFI"
@@ -107,15 +105,10 @@ def _fat_files(image: bytes, tmp_path: Path) -> dict[str, tuple[bytes, dt.dateti
     are errors)."""
     path = tmp_path / "efiboot.img"
     path.write_bytes(image)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        fs = PyFatFS(str(path), read_only=True, utc=True)
-    try:
+    with pyfat(path) as fs:
         assert fs.fs.bpb_header["BS_VolLab"] == b"CLOUDBOOT  "
         return {name: (fs.readbytes(name), fs.getinfo(name, namespaces=["details"]).modified)
                 for name in fs.walk.files()}
-    finally:
-        fs.close()
 
 
 def _check_uefi_catalog(reader: pycdlib.PyCdlib, image_size: int) -> None:

@@ -6,18 +6,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from pyfatfs.PyFatFS import PyFatFS
 
 from cloudboot.init.pathc import cacheesp
 from cloudboot.init.storage.gptread import read_gpt
 from cloudboot.media import cachedisk
-from tests.helpers import need_tools
+from tests.helpers import need_tools, pyfat
 
 if shutil.which("sgdisk") is None:
     pytest.fail("sgdisk (gdisk) is not installed", pytrace=False)
@@ -98,18 +94,6 @@ def test_find_on_a_machine_without_disks(tmp_path: Path) -> None:
     (tmp_path / "class" / "block").mkdir(parents=True)
     with pytest.raises(cacheesp.CacheEspError, match="no cache ESP"):
         cacheesp.find(tmp_path, tmp_path / "dev", timeout=0)
-
-
-@contextmanager
-def pyfat(disk: Path, offset: int, read_only: bool = True) -> Iterator[PyFatFS]:
-    """The cache ESP through pyfatfs, an independent FAT reader; its warnings are errors."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        fs = PyFatFS(str(disk), offset=offset, read_only=read_only, utc=True)
-    try:
-        yield fs
-    finally:
-        fs.close()
 
 
 def test_cache_disk_esp_reads_in_pyfatfs(tmp_path: Path) -> None:
