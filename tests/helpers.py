@@ -127,7 +127,7 @@ def require_bootstrap_initramfs(lane):  # noqa: ANN001, ANN201 - lab.arch_lanes.
 def require_lane(profile_name: str) -> None:
     """Fail, saying what to install, when the host lacks the QEMU binary or the UEFI firmware
     of the profile's lane (system-QEMU lanes: x86_64, aarch64, armv7, vz): the set-up installs
-    both for every lane (cloudboot.debian.hostdeps.LANES)."""
+    both for every lane (cloudboot.debian.hostdeps.LANE_PACKAGES)."""
     from lab.firmware import FirmwareError, select_firmware
     from lab.profiles import get_profile
 

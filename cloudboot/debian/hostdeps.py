@@ -48,7 +48,7 @@ BUILD = [
 # skips for a package this table could have installed. riscv64 and loongarch64 need nothing
 # here: their QEMU 10, firmware and packages come through private apt roots into the cache
 # (lab/qemu_private.py, cloudboot/debian/aptsuites.py) when a test or cell first asks.
-LANES: dict[str, list[Need]] = {
+LANE_PACKAGES: dict[str, list[Need]] = {
     "x86_64": [
         Need("qemu-system-x86", "qemu-system-x86_64"),
         Need("qemu-utils", "qemu-img"),
@@ -115,8 +115,8 @@ LOADER = [
 def lane_needs(arches: tuple[str, ...] | None = None) -> list[Need]:
     """The host packages of the named lanes (all lanes by default), each package once."""
     seen: dict[str, Need] = {}
-    for arch in arches or tuple(LANES):
-        for need in LANES[arch]:
+    for arch in arches or tuple(LANE_PACKAGES):
+        for need in LANE_PACKAGES[arch]:
             seen.setdefault(need.package + "\0" + str(need.command), need)
     return list(seen.values())
 

@@ -58,7 +58,7 @@ RESTARTING = re.compile(r"reboot: Restarting system\s*\Z")
 
 
 def wait_decided(vm: QemuVM, timeout: float) -> bool:
-    """Wait for the boot to decide itself (lab.runner.DECIDED); True, with QEMU killed, when
+    """Wait for the boot to decide itself (lab.console.DECIDED); True, with QEMU killed, when
     the guest's reset stalled instead. VMError on timeout or when QEMU exits first."""
     deadline = time.monotonic() + timeout
     while True:

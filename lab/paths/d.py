@@ -106,7 +106,7 @@ def _mark_event(mark: str) -> str:
 
 
 def boot_d(spec: VMSpec, workdir: Path, timeout: float) -> BootOutcome:
-    """Like lab.runner.boot, but a loader failure ends the run as soon as the loader has
+    """Like lab.hypervisors.qemu.boot, but a loader failure ends the run as soon as the loader has
     returned to the firmware (which would go on to its next boot option: nothing to see).
 
     Where the firmware's console is invisible (the vz profile: hvc0 only, as on Apple VZ where

@@ -103,7 +103,7 @@ def test_path_c_uki_by_default_on_arches_that_need_it(cell: Cell, tmp_path: Path
     if reset_stalled(run):
         # The platform never reset (loongarch64: a known emulator failure). What cloudboot staged is
         # still checked: a host power cycle, same VARS and cache disk, boots the staged UKI
-        # (a pass proves the target's kernel, os-release and root=, lab.runner.check_userspace).
+        # (a pass proves the target's kernel, os-release and root=, lab.verdict.check_userspace).
         cycled = m.boot(m.iso(m.cmdline()), timeout=ARCH_TIMEOUT)
         r = cycled.result
         assert r.status == "pass", f"after a host power cycle: {r.category}: {r.evidence}"

@@ -30,7 +30,7 @@ def _fw(arch: str) -> Firmware:
 
 
 def _cell(profile: str) -> VMSpec:
-    """boot.iso read-only plus a snapshot target, as lab.libvirt_runner boots a cell."""
+    """boot.iso read-only plus a snapshot target, as lab.paths boot a cell through libvirt."""
     p = get_profile(profile)
     return VMSpec(p, _fw(p.fw_arch), RUN / "vars.fd",
                   disks=[Disk(Path("/img/boot.iso"), readonly=True),
