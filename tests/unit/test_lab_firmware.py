@@ -18,7 +18,8 @@ from lab.profiles import get_profile
 
 HAVE_DESCRIPTORS = any(d.is_dir() and any(d.glob("*.json")) for d in SYSTEM_DESCRIPTOR_DIRS)
 # ovmf, qemu-efi-aarch64 and qemu-efi-arm are installed by the set-up
-# (cloudboot.debian.hostdeps.LANE_PACKAGES): their firmware and descriptors are facts these tests rely on.
+# (cloudboot.debian.hostdeps.LANE_PACKAGES): their firmware and descriptors are facts these
+# tests rely on.
 assert HAVE_DESCRIPTORS, ("no QEMU firmware descriptors "
                           "(python -m cloudboot.debian.hostdeps ensure tests)")
 
