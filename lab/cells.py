@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from cloudboot.arch import Arch, as_arch
 
-Status = Literal["pass", "fail", "xfail", "xpass", "not-run"]
+Status = Literal["pass", "fail", "xfail", "xpass", "flaky", "not-run"]
 
 # Distro names in the matrix, and the Debian release that builds each image. DISTROS are the
 # stable releases every lane's grid runs (tests parametrise over them); TESTING_DISTROS are
@@ -81,6 +81,12 @@ class CellResult:
     console_log: str | None = None
     finished: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(
         timespec="seconds"))
+    # Where its evidence is kept (docs/run-directory.md): the run that booted it, its files
+    # relative to that run's directory, and every earlier attempt when it was booted again.
+    run: str | None = None
+    artifacts: dict[str, str] = field(default_factory=dict)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    boot_status: Status | None = None  # with attempts: the last boot's own verdict
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

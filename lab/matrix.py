@@ -124,13 +124,16 @@ def _baseline_key(b: dict[str, Any]) -> str:
 
 
 def write_results(path: Path, results: list[CellResult], prov: dict[str, Any], *,
-                  merge: bool = False, baselines: list[dict[str, Any]] | None = None) -> None:
+                  merge: bool = False, baselines: list[dict[str, Any]] | None = None,
+                  run: dict[str, str] | None = None) -> None:
     """results.json: every cell of the matrix, the ones not run included, with provenance,
     and the direct firmware boots (`baselines`) the overhead table divides by.
 
     `merge`: cells and baselines this run did not boot keep their values from the results
     already at `path`, each marked with the run it came from (`from_run`: commit and date), so
-    a partial run (new cells, one lane) updates the table without throwing the rest away."""
+    a partial run (new cells, one lane) updates the table without throwing the rest away.
+    `run`: the id of the run and where its directory is, relative to `path`'s folder (each
+    cell's artifacts are relative to the run directory named by its own `run` id)."""
     by_id = {r.cell.id: r for r in results}
     earlier: dict[str, dict[str, Any]] = {}
     base = {_baseline_key(b): b for b in baselines or []}
@@ -141,6 +144,10 @@ def write_results(path: Path, results: list[CellResult], prov: dict[str, Any], *
         for c in old.get("cells", []):
             if c.get("status") != "not-run":
                 earlier[c["cell"]] = {**c, "from_run": c.get("from_run") or origin}
+                if str(c.get("console_log") or "").startswith("/"):
+                    # Recorded before runs kept their evidence: it pointed into a temporary
+                    # directory that is gone.
+                    earlier[c["cell"]]["console_log"] = None
         for b in old.get("baselines", []):
             base.setdefault(_baseline_key(b), {**b, "from_run": b.get("from_run") or origin})
     expectations = load_expectations()
@@ -160,12 +167,15 @@ def write_results(path: Path, results: list[CellResult], prov: dict[str, Any], *
     cells.extend(c for cid, c in earlier.items() if cid not in {x["cell"] for x in cells})
     doc = {"provenance": prov, "cells": cells,
            "baselines": [base[k] for k in sorted(base)]}
+    if run is not None:
+        doc["run"] = run
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     tmp.replace(path)
 
 
-MARKS = {"pass": "✓", "fail": "✗", "xfail": "✗ (expected)", "xpass": "✓ (unexpected)"}
+MARKS = {"pass": "✓", "fail": "✗", "xfail": "✗ (expected)", "xpass": "✓ (unexpected)",
+         "flaky": "≈ flaky"}
 
 
 def _from_run_note(r: dict[str, Any], notes: dict[str, int]) -> str:

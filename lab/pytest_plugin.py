@@ -1,7 +1,11 @@
-"""pytest plugin: `--matrix-results PATH` collects each cell's result into results.json.
+"""pytest plugin: `--matrix-results PATH` collects each cell's result into results.json, and
+every run keeps its evidence in a run directory (`--artifacts DIR`, by default
+build/matrix/<run-id>/; docs/run-directory.md): each cell's console, events, hypervisor
+invocation and Path C variable stores, the run's own results.json and its JUnit XML.
 
-Works with pytest-xdist: every worker writes one JSON file per cell into PATH.d/, and the
-controller merges them (with provenance) when the session ends.
+Works with pytest-xdist: the controller names the run directory and hands it to the workers;
+every worker copies its cells' evidence in and writes one record per cell into .parts/, and
+the controller merges them (with provenance) when the session ends.
 
 Precache: before the first test runs (pytest_runtestloop, so outside every test's timeout and every
 boot timeout), the plugin builds/fetches what the selected cells need (lab/commands/precache.py):
@@ -19,10 +23,12 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lab.cells import Cell, CellResult
+from lab.evidence import DEFAULT_RUNS, RunDir, new_run_id
 
 _PRECACHE = pytest.StashKey[dict[str, str]]()
 
@@ -35,11 +41,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                           "not boot (a partial run updates the table)")
     parser.addoption("--no-precache", action="store_true", default=False,
                      help="do not build/fetch the selected cells' assets before the run")
+    parser.addoption("--repeat", type=int, default=1, metavar="N",
+                     help="boot every selected cell N times (pytest-repeat); its verdict "
+                          "combines them: pass, fail, or flaky with every attempt kept")
+    parser.addoption("--retries", type=int, default=0, metavar="N",
+                     help="boot a failed cell again, up to N times (pytest-rerunfailures); a "
+                          "pass after a failure is recorded as flaky, with every attempt")
+    parser.addoption("--artifacts", type=Path, default=None,
+                     help="the run directory for the cells' evidence (default with "
+                          "--matrix-results: build/matrix/<run-id>/)")
+
+
+_RUN = pytest.StashKey[RunDir]()
+
+
+def run_dir(config: pytest.Config) -> RunDir | None:
+    """This session's run directory, or None when it keeps no evidence (a plain test run)."""
+    return config.stash.get(_RUN, None)
 
 
 def _assets_dir(config: pytest.Config) -> Path | None:
-    path = config.getoption("--matrix-results")
-    return None if path is None else Path(str(path) + ".assets.d")
+    run = run_dir(config)
+    return None if run is None else run.path / ".assets"
 
 
 def item_cells(item: pytest.Item) -> list[Cell]:
@@ -101,8 +124,8 @@ def lab_precache(request: pytest.FixtureRequest) -> dict[str, str]:
 
 
 def _parts_dir(config: pytest.Config) -> Path | None:
-    path = config.getoption("--matrix-results")
-    return None if path is None else Path(str(path) + ".d")
+    run = run_dir(config)
+    return None if run is None else run.path / ".parts"
 
 
 def _is_controller(config: pytest.Config) -> bool:
@@ -112,6 +135,19 @@ def _is_controller(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cells(*cells): lab cells the test boots (precached "
                             "before the run)")
+    if config.getoption("--repeat") > 1:
+        config.option.count = config.getoption("--repeat")
+    if config.getoption("--retries") > 0:
+        config.option.reruns = config.getoption("--retries")
+    worker = getattr(config, "workerinput", None)
+    if worker is not None and worker.get("cloudboot_run"):
+        path, run_id = worker["cloudboot_run"]
+        config.stash[_RUN] = RunDir(Path(path), run_id)
+    elif worker is None and (config.getoption("--artifacts") is not None
+                             or config.getoption("--matrix-results") is not None):
+        run_id = new_run_id()
+        path = config.getoption("--artifacts") or DEFAULT_RUNS / run_id
+        config.stash[_RUN] = RunDir.create(path, run_id, list(config.invocation_params.args))
     assets = _assets_dir(config)
     if assets is not None and _is_controller(config):
         shutil.rmtree(assets, ignore_errors=True)
@@ -121,13 +157,22 @@ def pytest_configure(config: pytest.Config) -> None:
         parts.mkdir(parents=True)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist: every worker keeps its cells' evidence in the controller's run."""
+    run = run_dir(node.config)
+    if run is not None:
+        node.workerinput["cloudboot_run"] = (str(run.path), run.id)
+
+
 @pytest.fixture
 def record_cell(request: pytest.FixtureRequest) -> Callable[[CellResult], None]:
-    parts = _parts_dir(request.config)
+    run = run_dir(request.config)
 
     def record(result: CellResult) -> None:
-        if parts is not None:
-            (parts / f"{result.cell.id}.json").write_text(json.dumps(result.to_json()))
+        if run is not None:
+            record = run.keep(result)  # evidence copied in, paths relative to the run
+            (run.path / ".parts" / f"{result.cell.id}.json").write_text(json.dumps(record))
 
     return record
 
@@ -167,10 +212,12 @@ def record_baseline(request: pytest.FixtureRequest) -> Callable[[Cell, float, st
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
+    run = run_dir(config)
     parts = _parts_dir(config)
-    if parts is None or not _is_controller(config) or not parts.exists():
+    if run is None or parts is None or not _is_controller(config) or not parts.exists():
         return
     from lab.matrix import provenance, write_results
+    from lab.report.junit import write_junit
 
     results = [CellResult.from_json(json.loads(p.read_text()))
                for p in sorted(parts.glob("*.json"))]
@@ -184,6 +231,43 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             digests.update(json.loads(f.read_text()))
         shutil.rmtree(assets, ignore_errors=True)
     prov["assets"] = dict(sorted(digests.items()))
-    write_results(config.getoption("--matrix-results"), results, prov,
-                  merge=config.getoption("--matrix-merge"), baselines=baselines)
+    # The run's own results (paths relative to it), then the merged table the docs show.
+    write_results(run.path / "results.json", results, prov, baselines=baselines,
+                  run={"id": run.id, "dir": "."})
+    table = config.getoption("--matrix-results")
+    if table is not None:
+        write_results(table, results, prov, merge=config.getoption("--matrix-merge"),
+                      baselines=baselines,
+                      run={"id": run.id, "dir": os.path.relpath(run.path, Path(table).parent)})
+    write_junit(run.path)
+    flakes = flake_summary([r.to_json() for r in results])
+    if flakes:
+        config.stash[_FLAKES] = flakes
     shutil.rmtree(parts, ignore_errors=True)
+    run.finish()
+    print(f"\n[lab] run {run.id}: evidence in {run.path}", file=sys.stderr)
+
+
+_FLAKES = pytest.StashKey[str]()
+
+
+def flake_summary(records: list[dict[str, Any]]) -> str | None:
+    """How flaky the cells booted more than once were, or None when none was."""
+    again = [r for r in records if r.get("attempts")]
+    if not again:
+        return None
+    flaky = sorted(r["cell"] for r in again if r["status"] == "flaky")
+    boots = sum(len(r["attempts"]) + 1 for r in again)
+    failed = sum(s not in ("pass", "xpass") for r in again
+                 for s in [a["status"] for a in r["attempts"]]
+                 + [r.get("boot_status") or r["status"]])
+    return (f"{len(flaky)} of {len(again)} cells booted more than once are flaky "
+            f"({100 * len(flaky) / len(again):.0f} %); {failed} of {boots} boots failed"
+            + (": " + ", ".join(flaky) if flaky else ""))
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    line = config.stash.get(_FLAKES, None)
+    if line:
+        terminalreporter.section("flaky cells")
+        terminalreporter.line(line)

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if not os.environ.get("CLOUDBOOT_CACHE"):
     os.environ["CLOUDBOOT_CACHE"] = str(ROOT / "build" / "test-cache")
 
-pytest_plugins = ["lab.pytest_plugin"]
+pytest_plugins = ["lab.pytest_plugin", "pytester"]
 
 ALLOWED_SKIPS = ("host:", "not run:")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import re
 import shutil
 import socket
@@ -140,6 +141,13 @@ def plant_foreign_entries(vars_path: Path, arch: Arch | str = "x86_64") -> None:
                            "why on stderr)") from None
 
 
+def _vars_evidence(vars_path: Path) -> dict[str, Any]:
+    """The store decoded as `cloudboot inspect` shows it, without the host's path to it."""
+    state = varstore.describe(vars_path)
+    state.pop("path", None)
+    return state
+
+
 def raw_boot_vars(vars_path: Path) -> tuple[dict[str, bytes], list[int]]:
     store = varstore.VarStore(vars_path)
     raw = {}
@@ -199,6 +207,7 @@ class PathCMachine:
     foreign_before: dict[str, bytes] = field(default_factory=dict)
     order_before: list[int] = field(default_factory=list)
     boots: int = 0
+    vars_state: dict[str, Any] = field(default_factory=dict)  # the store as the next boot finds it
 
     @classmethod
     def create(cls, cell: Cell, workdir: Path, *, cache_mib: int = cachedisk.DEFAULT_SIZE_MIB,
@@ -221,7 +230,7 @@ class PathCMachine:
         cachedisk.create(cache, cache_mib)
         foreign, order = raw_boot_vars(vars_path)
         return cls(cell, workdir, image, profile, fw, select_accel(profile).accel, vars_path,
-                   cache, foreign, order)
+                   cache, foreign, order, vars_state=_vars_evidence(vars_path))
 
     def cmdline(self, extra: str = "", *, disk: bool = True) -> str:
         """Console, the target disk (unless a plan picks it), Path C's exit, and `extra`."""
@@ -261,7 +270,14 @@ class PathCMachine:
         run = PathCRun(result, self.vars_path, self.cache, self.foreign_before,
                        self.order_before, killed_at=killed_at)
         run.events = [e.data for e in outcome.events.events if e.phase != "userspace"]
-        return run.read_back(self.workdir / "esp.img")
+        run.read_back(self.workdir / "esp.img")
+        # Evidence beside the console (the run directory keeps both): the store before this
+        # boot and after it, decoded.
+        after = _vars_evidence(self.vars_path)
+        for name, state in (("vars-before.json", self.vars_state), ("vars-after.json", after)):
+            (outcome.console_log.parent / name).write_text(json.dumps(state, indent=1) + "\n")
+        self.vars_state = after
+        return run
 
     def boot(self, iso: Path, *, timeout: float = 600.0, kill_at: str | None = None,
              type_at: tuple[re.Pattern[str], str] | None = None,

@@ -148,7 +148,8 @@ IMPORT_NAMES = {"virt-firmware": "virt", "python-hcl2": "hcl2", "qemu.qmp": "qem
                 "libvirt-python": "libvirt", "pytest-xdist": "xdist",
                 "pytest-timeout": "pytest_timeout"}
 # Tools the dev extra installs for the command line (and pytest plugins it loads), not for import.
-COMMAND_LINE_TOOLS = {"ruff", "mypy", "nox", "tox", "pytest-timeout", "pytest-xdist"}
+COMMAND_LINE_TOOLS = {"ruff", "mypy", "nox", "tox", "pytest-timeout", "pytest-xdist",
+                      "pytest-repeat", "pytest-rerunfailures"}
 # Declared for another dependency's sake (pyproject.toml says why next to each).
 FOR_OTHERS = {"setuptools"}
 

@@ -163,3 +163,17 @@ def test_no_direct_boot_means_no_overhead_section(tmp_path: Path) -> None:
     _doc(tmp_path)
     doc = json.loads((tmp_path / "results.json").read_text())
     assert "Overhead against" not in matrix.render(doc)
+
+
+def test_committed_results_hold_no_absolute_path() -> None:
+    """Evidence is named relative to its run directory (docs/run-directory.md), never by a
+    path that only meant something on the machine and in the session that wrote it."""
+    def strings(doc: object) -> list[str]:
+        if isinstance(doc, dict):
+            return [s for v in doc.values() for s in strings(v)]
+        if isinstance(doc, list):
+            return [s for v in doc for s in strings(v)]
+        return [doc] if isinstance(doc, str) else []
+
+    doc = json.loads((ROOT / "matrix" / "results.json").read_text())
+    assert [s for s in strings(doc) if s.startswith("/")] == []
