@@ -29,6 +29,7 @@ import pytest
 
 from lab.cells import Cell, CellResult
 from lab.evidence import DEFAULT_RUNS, RunDir, new_run_id
+from lab.progress import Progress, ProgressPlugin
 
 _PRECACHE = pytest.StashKey[dict[str, str]]()
 
@@ -90,6 +91,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytest.skip(f"not run: {rule.reason}")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --repeat, a cell's boots run one after the other on one worker (--dist loadgroup):
+    each keeps the files of the one before it as an attempt."""
+    if config.getoption("--repeat") > 1:
+        for item in items:
+            cells = item_cells(item)
+            if cells:
+                item.add_marker(pytest.mark.xdist_group(cells[0].id))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> None:
     config = session.config
@@ -148,6 +159,13 @@ def pytest_configure(config: pytest.Config) -> None:
         run_id = new_run_id()
         path = config.getoption("--artifacts") or DEFAULT_RUNS / run_id
         config.stash[_RUN] = RunDir.create(path, run_id, list(config.invocation_params.args))
+    if worker is None and run_dir(config) is not None:  # a matrix run: show how far it got
+        workers = getattr(config.option, "numprocesses", None) or 1
+        table = config.getoption("--matrix-results")
+        doc = json.loads(table.read_text()) if table is not None and table.exists() else None
+        config.pluginmanager.register(ProgressPlugin(Progress.for_results(
+            doc, workers if isinstance(workers, int) else os.cpu_count() or 1, sys.stderr)),
+            "cloudboot-progress")
     assets = _assets_dir(config)
     if assets is not None and _is_controller(config):
         shutil.rmtree(assets, ignore_errors=True)

@@ -14,6 +14,7 @@ from junitparser import Failure, JUnitXml, Skipped
 from lab.cells import Cell, CellResult
 from lab.evidence import RunDir, combine
 from lab.matrix import write_results
+from lab.progress import Progress
 from lab.pytest_plugin import flake_summary
 from lab.report.junit import write_junit
 
@@ -179,4 +180,23 @@ def test_the_plugin_keeps_a_run_for_a_real_session(pytester: pytest.Pytester) ->
     (suite,) = list(JUnitXml.fromfile(str(run_path / "junit.xml")))
     assert [c.name for c in suite] == [CELL.id]
     out.stdout.fnmatch_lines(["*1 of 1 cells booted more than once are flaky*"])
+    out.stderr.fnmatch_lines(["[[]lab[]] 1/1 done, 0 running, * elapsed, ETA *"])
     assert json.loads((run_path / "run.json").read_text())["finished"]
+
+
+def test_progress_line_counts_and_estimates_from_recorded_times() -> None:
+    import io
+
+    out = io.StringIO()
+    p = Progress.for_results({"cells": [{"cell": CELL.id, "seconds": 600.0},
+                                        {"cell": "qemu-x86_64-C-debian-12-ext4",
+                                         "seconds": 300.0}]}, workers=2, out=out)
+    p.total = 3
+    p.start(f"tests/e2e/test_path_a.py::test_x[{CELL.id}]")
+    p.start("tests/e2e/test_path_c.py::test_y[qemu-x86_64-C-debian-12-ext4]")
+    p.finish("tests/e2e/test_path_c.py::test_y[qemu-x86_64-C-debian-12-ext4]", failed=True)
+    line = out.getvalue().splitlines()[-1]  # not a terminal: one plain line per finished test
+    assert line.startswith("[lab] 1/3 done (1 failed), 1 running (qemu-x86_64-A-debian-12-ext4)")
+    # Left: the running Path A cell (~600 s recorded) and one untimed test (the median, 450 s),
+    # over 2 workers: 525 s, about 9 min.
+    assert line.endswith("ETA 9 min"), line
