@@ -5,6 +5,7 @@
   live on stdout, then the verdict; exit 0 pass, 1 fail, 2 not run (lab/commands/boot.py)
 - matrix [--smoke] [--check]: pytest on the e2e cells with --matrix-results, then MATRIX.md;
   --check only checks that MATRIX.md matches matrix/results.json
+- matrix html RUN_DIR: write RUN_DIR/matrix.html from its results.json (lab/report/html.py)
 - precache [--smoke] [CELL…]: build/fetch what the cells need (lab/commands/precache.py)
 """
 
@@ -66,6 +67,11 @@ def selected_cells(smoke: bool, ids: list[str]) -> list[Cell]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["matrix", "html"]:  # an action of its own; `matrix`'s words are pytest's
+        from lab.report import html
+
+        return html.main(argv[2:])
     p = argparse.ArgumentParser(prog="python -m lab", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("doctor", help="what this host can run, and why not")
@@ -74,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     from lab.commands import boot as boot_command
 
     boot_command.add_arguments(b)
-    m = sub.add_parser("matrix", help="run the e2e cells and render MATRIX.md")
+    m = sub.add_parser("matrix", help="run the e2e cells and render MATRIX.md "
+                       "(`matrix html RUN_DIR`: a run's matrix.html)")
     m.add_argument("--smoke", action="store_true", help="only the smoke-marked cells")
     m.add_argument("--check", action="store_true", help="only check MATRIX.md is up to date")
     m.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")

@@ -205,9 +205,16 @@ def _cell_text(r: dict[str, Any], notes: dict[str, int]) -> str:
     return text + _from_run_note(r, notes)  # kept from an earlier run by a merging run
 
 
-def overhead_lines(doc: dict[str, Any], notes: dict[str, int]) -> list[str]:
+OVERHEAD_COLUMNS = ("lane", "target", "direct", "Path A", "A / direct", "Path C", "C / direct")
+OVERHEAD_INTRO = ("The target's own kernel, initrd and command line as a UKI started by the "
+                  "firmware (no cloudboot), reset → the same userspace marker; Path C's time "
+                  "spans both boots.")
+
+
+def overhead_rows(doc: dict[str, Any], notes: dict[str, int]) -> list[list[str]]:
     """Per lane/distro/fs with a direct firmware boot: Path A and Path C reset → userspace
-    against it, as ratios (issue 7's per-arch figure; Path C's time spans both boots)."""
+    against it, as ratios (issue 7's per-arch figure; Path C's time spans both boots), one
+    list of OVERHEAD_COLUMNS' texts per baseline (MATRIX.md's table and the run's page)."""
     by_id = {c["cell"]: c for c in doc["cells"]}
     rows = []
     for b in doc.get("baselines", []):
@@ -221,14 +228,18 @@ def overhead_lines(doc: dict[str, Any], notes: dict[str, int]) -> list[str]:
                 row += ["—", "—"]
             else:
                 row += [f"{us:.0f} s" + _from_run_note(c, notes), f"{us / b['direct']:.2f}"]
-        rows.append("| " + " | ".join(row) + " |")
+        rows.append(row)
+    return rows
+
+
+def overhead_lines(doc: dict[str, Any], notes: dict[str, int]) -> list[str]:
+    """MATRIX.md's overhead section: overhead_rows as a Markdown table."""
+    rows = overhead_rows(doc, notes)
     if not rows:
         return []
-    return ["## Overhead against a direct firmware boot", "",
-            "The target's own kernel, initrd and command line as a UKI started by the firmware "
-            "(no cloudboot), reset → the same userspace marker; Path C's time spans both boots.",
-            "", "| lane | target | direct | Path A | A / direct | Path C | C / direct |",
-            "|---|---|---|---|---|---|---|", *rows, ""]
+    return ["## Overhead against a direct firmware boot", "", OVERHEAD_INTRO, "",
+            "| " + " | ".join(OVERHEAD_COLUMNS) + " |", "|" + "---|" * len(OVERHEAD_COLUMNS),
+            *("| " + " | ".join(row) + " |" for row in rows), ""]
 
 
 def render(doc: dict[str, Any]) -> str:

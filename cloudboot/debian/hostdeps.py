@@ -111,6 +111,13 @@ LOADER = [
     Need("lld", "lld-link", why="link the Path B/D UEFI loaders"),
 ]
 
+# The run's HTML page (lab/report/html.py) is tested in headless Chromium through selenium
+# and ChromeDriver (tests/unit/test_report_html.py); the browser is Debian's, never a download.
+REPORT = [
+    Need("chromium", "chromium", why="render and click the matrix page (matrix.html) in tests"),
+    Need("chromium-driver", "chromedriver", why="drive Chromium from selenium in tests"),
+]
+
 
 def lane_needs(arches: tuple[str, ...] | None = None) -> list[Need]:
     """The host packages of the named lanes (all lanes by default), each package once."""
@@ -121,7 +128,7 @@ def lane_needs(arches: tuple[str, ...] | None = None) -> list[Need]:
     return list(seen.values())
 
 
-EVERY_LANE = BUILD + lane_needs() + IMAGES + SERVICES + LIBVIRT + LOADER
+EVERY_LANE = BUILD + lane_needs() + IMAGES + SERVICES + LIBVIRT + LOADER + REPORT
 JOBS = {
     "build": BUILD,
     "tests": EVERY_LANE,
