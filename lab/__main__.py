@@ -6,6 +6,8 @@
 - matrix [--smoke] [--check]: pytest on the e2e cells with --matrix-results, then MATRIX.md;
   --check only checks that MATRIX.md matches matrix/results.json
 - matrix html RUN_DIR: write RUN_DIR/matrix.html from its results.json (lab/report/html.py)
+- matrix export --kcidb FILE [--log-base URL] [RUN_DIR]: the run as KCIDB v5 JSON for KernelCI
+  (lab/report/kcidb.py)
 - precache [--smoke] [CELL…]: build/fetch what the cells need (lab/commands/precache.py)
 """
 
@@ -72,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         from lab.report import html
 
         return html.main(argv[2:])
+    if argv[:2] == ["matrix", "export"]:  # --kcidb FILE [--log-base URL] [RUN_DIR]
+        from lab.report import kcidb
+
+        return kcidb.main(argv[2:])
     p = argparse.ArgumentParser(prog="python -m lab", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("doctor", help="what this host can run, and why not")
