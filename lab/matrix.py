@@ -10,15 +10,18 @@ import argparse
 import datetime
 import fnmatch
 import json
+import os
 import platform
 import subprocess
 import sys
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lab.cells import ALL_DISTROS, FILESYSTEMS, PATHS, TESTING_DISTROS, Cell, CellResult
+from lab.evidence import DEFAULT_RUNS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = ROOT / "matrix" / "expected.toml"
@@ -188,7 +191,7 @@ def _from_run_note(r: dict[str, Any], notes: dict[str, int]) -> str:
     return f" [{n}]"
 
 
-def _cell_text(r: dict[str, Any], notes: dict[str, int]) -> str:
+def cell_text(r: dict[str, Any], notes: dict[str, int]) -> str:
     status = r["status"]
     if status == "not-run":
         n = notes.setdefault(r["reason"], len(notes) + 1)
@@ -242,7 +245,45 @@ def overhead_lines(doc: dict[str, Any], notes: dict[str, int]) -> list[str]:
             *("| " + " | ".join(row) + " |" for row in rows), ""]
 
 
-def render(doc: dict[str, Any]) -> str:
+# (run id, artifact path in that run) -> a link the table can give, or None.
+Evidence = Callable[[str, str], str | None]
+
+
+def _with_evidence(text: str, r: dict[str, Any], evidence: Evidence | None,
+                   notes: dict[str, int]) -> str:
+    """The cell's text linked to its console where its run is published; else a note that
+    says where the evidence is (never a link that leads nowhere)."""
+    run, console = r.get("run"), r.get("artifacts", {}).get("console")
+    if not run or not console or evidence is None:
+        return text
+    link = evidence(run, console)
+    if link is not None:
+        return f"[{text}]({link})"
+    n = notes.setdefault(f"evidence of run {run} is not published: on the machine that ran "
+                         f"it, build/matrix/{run}/ (docs/run-directory.md)", len(notes) + 1)
+    return f"{text} [{n}]"
+
+
+def evidence_links(results: Path, table: Path, doc: dict[str, Any]) -> Evidence:
+    """Links from `table` to the runs' evidence: under the results' `run.url` when the runs
+    are published there (e.g. by CI), else to a run directory committed in this repository;
+    None for a run kept nowhere a reader of `table` can reach."""
+    run = doc.get("run", {})
+    url = run.get("url")
+    runs_root = (results.parent / run["dir"]).parent if "dir" in run else DEFAULT_RUNS
+
+    def link(run_id: str, artifact: str) -> str | None:
+        if url:
+            return f"{url.rstrip('/')}/{run_id}/{artifact}"
+        target = runs_root / run_id / artifact
+        tracked = subprocess.run(["git", "ls-files", "--error-unmatch", str(target)],
+                                 cwd=ROOT, capture_output=True, check=False).returncode == 0
+        return os.path.relpath(target, table.parent) if tracked else None
+
+    return link
+
+
+def render(doc: dict[str, Any], evidence: Evidence | None = None) -> str:
     prov = doc.get("provenance", {})
     cells = [r for r in doc["cells"]]
     lines = [
@@ -288,7 +329,8 @@ def render(doc: dict[str, Any]) -> str:
                 for p in PATHS:
                     r = next((c for c in lane if c["cell"] == f"{hv}-{arch}-{p}-{distro}-{fs}"),
                              None)
-                    row.append(_cell_text(r, notes) if r else "—")
+                    text = cell_text(r, notes) if r else "—"
+                    row.append(_with_evidence(text, r, evidence, notes) if r else text)
                 lines.append(f"| {distro} | {fs} | " + " | ".join(row) + " |")
         lines.append("")
     lines += overhead_lines(doc, notes)
@@ -346,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp.replace(args.results)
         print(f"lab.matrix: {n} not-run reasons updated in {args.results}")
         return 0
-    text = render(doc)
+    text = render(doc, evidence_links(args.results, args.table, doc))
     if args.cmd == "render":
         args.table.write_text(text)
         print(f"lab.matrix: wrote {args.table} from {args.results}")

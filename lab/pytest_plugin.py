@@ -235,6 +235,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if run is None or parts is None or not _is_controller(config) or not parts.exists():
         return
     from lab.matrix import provenance, write_results
+    from lab.report.html import write_html
     from lab.report.junit import write_junit
 
     results = [CellResult.from_json(json.loads(p.read_text()))
@@ -258,6 +259,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
                       baselines=baselines,
                       run={"id": run.id, "dir": os.path.relpath(run.path, Path(table).parent)})
     write_junit(run.path)
+    write_html(run.path)
     flakes = flake_summary([r.to_json() for r in results])
     if flakes:
         config.stash[_FLAKES] = flakes

@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import quote
 
 from lab.cells import ALL_DISTROS, FILESYSTEMS, PATHS, TESTING_DISTROS, Cell
-from lab.matrix import LANES, OVERHEAD_COLUMNS, OVERHEAD_INTRO, _cell_text, overhead_rows
+from lab.matrix import LANES, OVERHEAD_COLUMNS, OVERHEAD_INTRO, cell_text, overhead_rows
 
 CONSOLE_TAIL = 300  # console lines embedded per cell (an earlier attempt's: ATTEMPT_TAIL)
 ATTEMPT_TAIL = 100
@@ -311,7 +311,7 @@ def grid(doc: dict[str, Any], notes: dict[str, int]) -> Grid:
     def name(row: list[dict[str, Any] | None]) -> None:
         for c in row:
             if c is not None:
-                texts[c["cell"]] = _cell_text(c, notes)
+                texts[c["cell"]] = cell_text(c, notes)
 
     for row in (row for entry in lanes for *_, row in entry["rows"]):
         name(row)

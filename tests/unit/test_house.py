@@ -151,7 +151,7 @@ IMPORT_NAMES = {"virt-firmware": "virt", "python-hcl2": "hcl2", "qemu.qmp": "qem
 COMMAND_LINE_TOOLS = {"ruff", "mypy", "nox", "tox", "pytest-timeout", "pytest-xdist",
                       "pytest-repeat", "pytest-rerunfailures"}
 # Declared for another dependency's sake (pyproject.toml says why next to each).
-FOR_OTHERS = {"setuptools"}
+FOR_OTHERS = {"setuptools", "jsonschema"}
 
 
 def _declared() -> list[str]:
