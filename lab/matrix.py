@@ -128,7 +128,7 @@ def _baseline_key(b: dict[str, Any]) -> str:
 
 def write_results(path: Path, results: list[CellResult], prov: dict[str, Any], *,
                   merge: bool = False, baselines: list[dict[str, Any]] | None = None,
-                  run: dict[str, str] | None = None) -> None:
+                  run: dict[str, str] | None = None, every_cell: bool = True) -> None:
     """results.json: every cell of the matrix, the ones not run included, with provenance,
     and the direct firmware boots (`baselines`) the overhead table divides by.
 
@@ -136,7 +136,8 @@ def write_results(path: Path, results: list[CellResult], prov: dict[str, Any], *
     already at `path`, each marked with the run it came from (`from_run`: commit and date), so
     a partial run (new cells, one lane) updates the table without throwing the rest away.
     `run`: the id of the run and where its directory is, relative to `path`'s folder (each
-    cell's artifacts are relative to the run directory named by its own `run` id)."""
+    cell's artifacts are relative to the run directory named by its own `run` id).
+    `every_cell=False`: only the cells of `results` (a run directory's own results)."""
     by_id = {r.cell.id: r for r in results}
     earlier: dict[str, dict[str, Any]] = {}
     base = {_baseline_key(b): b for b in baselines or []}
@@ -155,7 +156,7 @@ def write_results(path: Path, results: list[CellResult], prov: dict[str, Any], *
             base.setdefault(_baseline_key(b), {**b, "from_run": b.get("from_run") or origin})
     expectations = load_expectations()
     cells = []
-    for cell in all_cells():
+    for cell in all_cells() if every_cell else []:
         r = by_id.pop(cell.id, None)
         if r is None and cell.id in earlier:
             cells.append(earlier.pop(cell.id))

@@ -9,6 +9,7 @@ import re
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -35,6 +36,9 @@ class Progress:
     done: int = 0
     failed: int = 0
     started: dict[str, float] = field(default_factory=dict)  # nodeid -> monotonic start
+    # Where a plain line goes when `out` is no terminal (pytest's reporter: it starts a new
+    # line after the test dots instead of writing into them).
+    plain: Callable[[str], None] | None = None
     t0: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -81,9 +85,12 @@ class Progress:
             return
         if self.tty:
             self.out.write("\r\x1b[K" + self.line())
+            self.out.flush()
+        elif self.plain is not None:
+            self.plain(self.line())
         else:
             self.out.write(self.line() + "\n")
-        self.out.flush()
+            self.out.flush()
 
     def close(self) -> None:
         if self.tty and self.total:
@@ -98,6 +105,11 @@ class ProgressPlugin:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.failed: set[str] = set()
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and not self.progress.tty:
+            self.progress.plain = reporter.write_line
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if session.items:  # without xdist; with it the controller collects nothing

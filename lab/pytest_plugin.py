@@ -252,7 +252,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     prov["assets"] = dict(sorted(digests.items()))
     # The run's own results (paths relative to it), then the merged table the docs show.
     write_results(run.path / "results.json", results, prov, baselines=baselines,
-                  run={"id": run.id, "dir": "."})
+                  run={"id": run.id, "dir": "."}, every_cell=False)
     table = config.getoption("--matrix-results")
     if table is not None:
         write_results(table, results, prov, merge=config.getoption("--matrix-merge"),

@@ -180,7 +180,7 @@ def test_the_plugin_keeps_a_run_for_a_real_session(pytester: pytest.Pytester) ->
     (suite,) = list(JUnitXml.fromfile(str(run_path / "junit.xml")))
     assert [c.name for c in suite] == [CELL.id]
     out.stdout.fnmatch_lines(["*1 of 1 cells booted more than once are flaky*"])
-    out.stderr.fnmatch_lines(["[[]lab[]] 1/1 done, 0 running, * elapsed, ETA *"])
+    out.stdout.fnmatch_lines(["[[]lab[]] 1/1 done, 0 running, * elapsed, ETA *"])
     assert json.loads((run_path / "run.json").read_text())["finished"]
 
 
