@@ -109,7 +109,8 @@ class ProgressPlugin:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None and not self.progress.tty:
-            self.progress.plain = reporter.write_line
+            # Its own line even after xdist's test dots (write_line does not break that line).
+            self.progress.plain = lambda line: reporter.write(f"\n{line}\n", flush=True)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if session.items:  # without xdist; with it the controller collects nothing
