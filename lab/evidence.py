@@ -39,11 +39,19 @@ KEPT = {
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
-def new_run_id(root: Path = ROOT) -> str:
+def git(*args: str) -> str | None:
+    """git's answer about this checkout, or None (no git, not a checkout, git refused)."""
+    try:
+        r = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                           check=False)
+    except OSError:
+        return None
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def new_run_id() -> str:
     """`<UTC time>-<short commit>`: sorts by time, says which code ran."""
-    r = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=root, capture_output=True,
-                       text=True, check=False)
-    commit = r.stdout.strip() if r.returncode == 0 else "nogit"
+    commit = git("rev-parse", "--short=7", "HEAD") or "nogit"
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + commit
 
 

@@ -12,7 +12,6 @@ import fnmatch
 import json
 import os
 import platform
-import subprocess
 import sys
 import tomllib
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.cells import ALL_DISTROS, FILESYSTEMS, PATHS, TESTING_DISTROS, Cell, CellResult
-from lab.evidence import DEFAULT_RUNS
+from lab.evidence import DEFAULT_RUNS, git
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = ROOT / "matrix" / "expected.toml"
@@ -99,13 +98,9 @@ def provenance() -> dict[str, Any]:
     from lab.hypervisors.accel import host_accel
     from lab.versions import collect
 
-    def git(*args: str) -> str:
-        r = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
-        return r.stdout.strip() if r.returncode == 0 else "unknown"
-
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "commit": git("rev-parse", "HEAD"),
+        "commit": git("rev-parse", "HEAD") or "unknown",
         "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
         "host": {"machine": platform.machine(), "kernel": platform.release(),
                  "python": platform.python_version()},
@@ -277,8 +272,7 @@ def evidence_links(results: Path, table: Path, doc: dict[str, Any]) -> Evidence:
         if url:
             return f"{url.rstrip('/')}/{run_id}/{artifact}"
         target = runs_root / run_id / artifact
-        tracked = subprocess.run(["git", "ls-files", "--error-unmatch", str(target)],
-                                 cwd=ROOT, capture_output=True, check=False).returncode == 0
+        tracked = git("ls-files", "--error-unmatch", str(target)) is not None
         return os.path.relpath(target, table.parent) if tracked else None
 
     return link

@@ -41,6 +41,7 @@ BUILD = [
     Need("fdisk", "sfdisk"),
     Need("util-linux", "blkid"),
     Need("device-tree-compiler", "dtc", why="check arm64 kexec DTBs"),
+    Need("git", "git", why="the commit in each matrix run's provenance and id"),
 ]
 # What each QEMU lane needs from the host's apt. One table for every job: the unit tests
 # exercise every lane (golden command lines, kexec planners on QEMU's own device trees, the
