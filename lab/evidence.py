@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cloudboot.fsutil import file_lock
 from lab.cells import CellResult
 from lab.console import parse_log
 
@@ -92,6 +93,19 @@ class RunDir:
         """Copy `result`'s evidence in; the cell's record, paths relative to this directory.
         A cell recorded again (a retry, a repeat) moves the earlier files to attempt-<k>/."""
         cell = self.cell_dir(result.cell.id)
+        cell.parent.mkdir(parents=True, exist_ok=True)
+        # Repeats of one cell may finish on two xdist workers at once (loadgroup's grouping
+        # does not take on pytest 9): one keeper at a time per cell.
+        with file_lock(cell.parent / f".{cell.name}.lock"):
+            record = self._keep(result, cell)
+            # The session's part for this cell (merged into results.json at its end), written
+            # under the same lock so the last keeper's record is the one that stays.
+            parts = self.path / ".parts"
+            parts.mkdir(exist_ok=True)
+            (parts / f"{result.cell.id}.json").write_text(json.dumps(record))
+            return record
+
+    def _keep(self, result: CellResult, cell: Path) -> dict[str, Any]:
         attempts: list[dict[str, Any]] = []
         earlier = cell / "result.json"
         if earlier.exists():

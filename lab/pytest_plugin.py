@@ -91,16 +91,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytest.skip(f"not run: {rule.reason}")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With --repeat, a cell's boots run one after the other on one worker (--dist loadgroup):
-    each keeps the files of the one before it as an attempt."""
-    if config.getoption("--repeat") > 1:
-        for item in items:
-            cells = item_cells(item)
-            if cells:
-                item.add_marker(pytest.mark.xdist_group(cells[0].id))
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> None:
     config = session.config
@@ -189,8 +179,7 @@ def record_cell(request: pytest.FixtureRequest) -> Callable[[CellResult], None]:
 
     def record(result: CellResult) -> None:
         if run is not None:
-            record = run.keep(result)  # evidence copied in, paths relative to the run
-            (run.path / ".parts" / f"{result.cell.id}.json").write_text(json.dumps(record))
+            run.keep(result)  # evidence copied in, paths relative to the run
 
     return record
 

@@ -200,3 +200,35 @@ def test_progress_line_counts_and_estimates_from_recorded_times() -> None:
     # Left: the running Path A cell (~600 s recorded) and one untimed test (the median, 450 s),
     # over 2 workers: 525 s, about 9 min.
     assert line.endswith("ETA 9 min"), line
+
+
+REPEAT_TEST = '''
+import pytest
+from lab.cells import Cell, CellResult
+
+CELLS = [Cell("qemu", "x86_64", p, "debian-12", "ext4") for p in "AC"]
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.id)
+def test_cell(cell, tmp_path, record_cell):
+    vm = tmp_path / "vm"
+    vm.mkdir()
+    (vm / "console.log").write_text("1.0\\tboot\\n")
+    record_cell(CellResult(cell=cell, status="pass", console_log=str(vm / "console.log")))
+'''
+
+
+def test_repeats_on_two_workers_keep_every_boot(pytester: pytest.Pytester) -> None:
+    """--repeat 3 with xdist: a cell's boots finish on either worker, one keeper at a time."""
+    pytester.makepyfile(test_cells=REPEAT_TEST)
+    run_path = pytester.path / "run"
+    out = pytester.runpytest_subprocess("-p", "lab.pytest_plugin", "-p", "no:cacheprovider",
+                                        "--no-precache", "-n", "2", "--repeat", "3",
+                                        "--artifacts", str(run_path))
+    assert out.parseoutcomes()["passed"] == 6
+    doc = json.loads((run_path / "results.json").read_text())
+    assert sorted((c["cell"], c["status"], len(c["attempts"])) for c in doc["cells"]) == [
+        ("qemu-x86_64-A-debian-12-ext4", "pass", 2), ("qemu-x86_64-C-debian-12-ext4", "pass", 2)]
+    for c in doc["cells"]:
+        for a in c["attempts"]:
+            assert (run_path / a["artifacts"]["console"]).is_file()
