@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -355,11 +356,16 @@ def _clean(line: bytes) -> str:
     return _ANSI.sub(b"", line).replace(b"\r", b"").decode("utf-8", errors="replace")
 
 
-def boot(spec: VMSpec, workdir: Path, timeout: float) -> BootOutcome:
-    """Boot until the run decides itself (userspace, fatal, panic) or `timeout` passes."""
+def boot(spec: VMSpec, workdir: Path, timeout: float, *,
+         interact: Callable[[QemuVM], None] | None = None) -> BootOutcome:
+    """Boot until the run decides itself (userspace, fatal, panic) or `timeout` passes.
+    `interact` acts on the running VM first (waits for a prompt and answers it, say); its
+    VMError counts as the boot's."""
     timed_out = False
     with QemuVM(spec, workdir) as vm:
         try:
+            if interact is not None:
+                interact(vm)
             vm.wait_for(DECIDED, timeout=timeout)
             # Let the guest finish the line and power off (or print the rest of its error).
             with contextlib.suppress(VMError):

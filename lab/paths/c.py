@@ -42,6 +42,7 @@ from lab.bootstrap import build_bootstrap_iso, lane_profile
 from lab.cells import Cell, CellResult, Stopwatch, file_digest
 from lab.console import DECIDED, BootOutcome
 from lab.firmware import Firmware, select_firmware, with_editable_vars
+from lab.hypervisors import qemu
 from lab.hypervisors.accel import select_accel
 from lab.hypervisors.qemu import QemuVM
 from lab.hypervisors.vmspec import Disk, UserNet, VMError, VMSpec
@@ -412,20 +413,17 @@ def run_menu_boot(cell: Cell, workdir: Path, plan_file: Path, targets: list[Path
         extra_args=["-chardev", f"socket,id=hvc,path={sock},server=on,wait=off",
                     "-device", "virtio-serial-pci,id=vser9",
                     "-device", "virtconsole,chardev=hvc,name=menu.0"])
-    timed_out = False
-    with QemuVM(spec, workdir / "vm") as vm:
-        try:
-            vm.wait_for(MENU_PROMPT, timeout=timeout)
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.connect(str(sock))
-                s.sendall(keys.encode())
-                vm.wait_for(DECIDED, timeout=timeout)
-            with contextlib.suppress(VMError):
-                vm.wait_exit(30)
-        except VMError:
-            timed_out = vm.is_running() or vm.timed_out
-        text = vm.text()
-    outcome = BootOutcome(text, console.parse_log(vm.console_log), timed_out, vm.console_log)
+
+    def type_at_the_menu(vm: QemuVM) -> None:
+        vm.wait_for(MENU_PROMPT, timeout=timeout)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(str(sock))
+            s.sendall(keys.encode())
+
+    try:
+        outcome = qemu.boot(spec, workdir / "vm", timeout, interact=type_at_the_menu)
+    finally:
+        shutil.rmtree(sock.parent, ignore_errors=True)
     result = verdict(cell, outcome, accel=spec.accel, seconds=watch.seconds())
     result.assets = {"boot.iso": file_digest(iso)}
     return result
